@@ -1,0 +1,111 @@
+/*
+ * Options: one opaque object that carries every tunable limit of the
+ * engines, so constructors keep one signature forever (DESIGN.md "Public API
+ * conventions"). Pass NULL to a constructor for the defaults below; the
+ * constructor copies what it needs, so the options object may be deleted or
+ * changed afterwards without affecting existing sessions.
+ *
+ * Every limit has an RFC-minded default; the table gives name, kind, default
+ * and the accepted range.
+ */
+#ifndef MAILD_OPTIONS_H
+#define MAILD_OPTIONS_H
+
+#include "maild/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* XX(NAME, kind, default, min, max)  -- kind is UINT or STRING. */
+#define MAILD_OPTION_MAP(XX)                                                \
+  /* Host name in the greeting, EHLO reply and Received header. */          \
+  XX(HOSTNAME, STRING, 0, 0, 0)                                             \
+  /* Longest command line, CRLF included (RFC 5321 4.5.3.1.4). */           \
+  XX(MAX_COMMAND_LINE, UINT, 512, 512, 65536)                               \
+  /* Extra octets allowed on MAIL and RCPT lines for ESMTP parameters       \
+     (RFC 1869 4.1.2, RFC 3461 4: ENVID, ORCPT). */                         \
+  XX(MAX_PARAMS_EXTRA, UINT, 1024, 0, 65536)                                \
+  /* Longest AUTH command or SASL response line (RFC 4954 4: 12288). */     \
+  XX(MAX_AUTH_LINE, UINT, 12288, 512, 65536)                                \
+  /* Recipients per transaction; past it 452 4.5.3 (RFC 5321 4.5.3.1.8). */ \
+  XX(MAX_RECIPIENTS, UINT, 1000, 100, 1000000)                              \
+  /* Largest message body in octets (advertised with SIZE, RFC 1870). */    \
+  XX(MAX_MESSAGE_SIZE, UINT, 26214400, 1024, UINT64_C(0x7fffffffffffffff))  \
+  /* Error replies before the session ends with 421 (Postfix: 20). */       \
+  XX(MAX_ERRORS, UINT, 20, 1, 100000)                                       \
+  /* More Received: headers than this is a mail loop: 554 5.4.0. */         \
+  XX(MAX_RECEIVED_HEADERS, UINT, 100, 1, 100000)                            \
+  /* Pending output above which the engine stops consuming input. */        \
+  XX(OUTPUT_BACKLOG, UINT, 65536, 1024, UINT64_C(0x7fffffff))               \
+  /* 1: the greeting waits for maild_smtp_server_greet(). */                \
+  XX(DEFER_GREETING, UINT, 0, 0, 1)                                         \
+  /* 1: offer STARTTLS (the embedder can run a TLS handshake). */           \
+  XX(STARTTLS, UINT, 0, 0, 1)                                               \
+  /* 1: the session is already TLS (implicit TLS port, RFC 8314). */        \
+  XX(TLS_ACTIVE, UINT, 0, 0, 1)                                             \
+  /* SASL mechanisms to offer, space separated ("PLAIN LOGIN"); unset: no   \
+     AUTH. */                                                               \
+  XX(AUTH_MECHANISMS, STRING, 0, 0, 0)                                      \
+  /* 1: offer AUTH without TLS (a security risk outside tests). */          \
+  XX(AUTH_PLAINTEXT, UINT, 0, 0, 1)                                         \
+  /* 1: offer and accept SMTPUTF8 (RFC 6531). */                            \
+  XX(SMTPUTF8, UINT, 1, 0, 1)                                               \
+  /* 1: offer and accept CHUNKING/BDAT (RFC 3030). */                       \
+  XX(CHUNKING, UINT, 1, 0, 1)                                               \
+  /* 1: offer and accept the DSN parameters (RFC 3461). */                  \
+  XX(DSN, UINT, 1, 0, 1)                                                    \
+  /* 1: accept "MAIL FROM: <a@b>" with spaces after the colon, as many      \
+     servers do (RFC 5321 forbids the space). */                            \
+  XX(LENIENT_SPACES, UINT, 1, 0, 1)
+
+typedef enum maild_option {
+#define MAILD_OPT_ENUM_(name, kind, def, min, max) MAILD_OPT_##name,
+  MAILD_OPTION_MAP(MAILD_OPT_ENUM_)
+#undef MAILD_OPT_ENUM_
+      MAILD_OPT__COUNT
+} maild_option;
+
+typedef struct maild_options maild_options;
+
+/*
+ * Creates an options object holding every default. `mem` (NULL: malloc) is
+ * copied and used for the object and its strings.
+ * Returns 0, MAILD_ERR_INVAL (out is NULL) or MAILD_ERR_NOMEM.
+ */
+MAILD_EXTERN int maild_options_new(maild_options **out, const maild_mem *mem);
+
+/* Frees `opt`; NULL is a no-op. */
+MAILD_EXTERN void maild_options_del(maild_options *opt);
+
+/*
+ * Sets a numeric option. Returns 0, or MAILD_ERR_INVAL if `key` is unknown
+ * or a string option, or MAILD_ERR_RANGE if `value` is outside the range in
+ * the table above (the option keeps its old value).
+ */
+MAILD_EXTERN int maild_options_set_uint(maild_options *opt, maild_option key,
+                                        uint64_t value);
+
+/*
+ * Sets a string option to a copy of `value` (NULL unsets it). Returns 0,
+ * MAILD_ERR_INVAL (unknown key, numeric option, or a value with control
+ * characters) or MAILD_ERR_NOMEM (the option keeps its old value).
+ */
+MAILD_EXTERN int maild_options_set_string(maild_options *opt, maild_option key,
+                                          const char *value);
+
+/* The value of a numeric option; `opt` NULL gives the default. */
+MAILD_EXTERN uint64_t maild_options_get_uint(const maild_options *opt,
+                                             maild_option key);
+
+/*
+ * The value of a string option, or NULL when unset. Valid until the option
+ * is set again or `opt` is deleted.
+ */
+MAILD_EXTERN const char *maild_options_get_string(const maild_options *opt,
+                                                  maild_option key);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
