@@ -1,0 +1,16 @@
+/* libmaild umbrella header: everything an embedder without libuv needs. */
+#ifndef MAILD_H
+#define MAILD_H
+
+#include "maild/common.h"
+#include "maild/error.h"
+#include "maild/options.h"
+#include "maild/line.h"
+#include "maild/dotstuff.h"
+#include "maild/address.h"
+#include "maild/esmtp.h"
+#include "maild/reply.h"
+#include "maild/base64.h"
+#include "maild/smtp_server.h"
+
+#endif
