@@ -1,0 +1,264 @@
+/*
+ * Mailbox store: where a local recipient's mail ends up.
+ *
+ * The store is a pluggable backend behind one small vtable, so the same
+ * runtime can deliver into Maildir on a local disk (built in) or into a
+ * shared database that several maild nodes use (DESIGN.md "Growing past one
+ * machine"). The library wraps a backend in an opaque `maild_store`:
+ *
+ *   maild_store *st;
+ *   maild_store_maildir_new(&st, "/var/mail/vhosts", NULL, NULL);
+ *   ...on a worker thread, once per local recipient:
+ *   rc = maild_store_deliver(st, &msg, "example.org", 11, "alice", 5, &res);
+ *   ...
+ *   maild_store_del(st);
+ *
+ * Store functions block (file I/O, fsync, network): call them only off the
+ * event-loop thread (the runtime uses libuv's worker pool).
+ *
+ * Threading. maild_store_deliver() may be called on one store from several
+ * threads at once; every backend must allow that (see maild_store_backend).
+ * maild_store_new() and maild_store_del() must not overlap any other call on
+ * the same store.
+ *
+ * What a delivery error means (the runtime's answer in brackets):
+ *   MAILD_ERR_IO         temporary: disk full, fsync failed, database down,
+ *                        mailbox unusable until an admin looks (a symlink or
+ *                        a file where a directory should be, permission
+ *                        denied). Retry later. [451 4.3.0 / keep queued]
+ *   MAILD_ERR_NOMEM      temporary. [451 4.3.0 / keep queued]
+ *   MAILD_ERR_TIMEOUT    temporary: a network backend gave up waiting.
+ *   MAILD_ERR_LIMIT      the mailbox is over quota; temporary or permanent
+ *                        as the runtime is configured. [452 4.2.2 or
+ *                        552 5.2.2]
+ *   MAILD_ERR_NOT_FOUND  permanent: no such mailbox. [550 5.1.1]
+ *   MAILD_ERR_INVAL      permanent: the address cannot name a mailbox
+ *                        (empty, control octets, bad UTF-8, too long, or
+ *                        unsafe for the backend), or a bad argument.
+ *                        [550 5.1.3]
+ * Nothing else is ever returned by maild_store_deliver(): a backend that
+ * returns another code is reported as MAILD_ERR_IO (see backend_err).
+ */
+#ifndef MAILD_STORE_H
+#define MAILD_STORE_H
+
+#include "maild/common.h"
+#include "maild/options.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Longest domain or local part, in octets, that a store accepts. */
+#define MAILD_STORE_NAME_MAX 255
+
+/* Size of maild_store_result.id, NUL included. */
+#define MAILD_STORE_ID_MAX 256
+
+typedef struct maild_store maild_store;
+
+/*
+ * One message to deliver. The content is exactly what the mailbox must
+ * hold: it already starts with the Return-Path and Received headers and
+ * uses CRLF line ends. A store never alters it.
+ */
+typedef struct maild_store_message {
+  /* Readable descriptor of the content, octets [0, size). Stores read it
+     with pread() only: the file offset is neither used nor moved, so one
+     descriptor may serve deliveries on several threads at once. Not
+     closed by the store. */
+  int fd;
+  uint64_t size;
+  /* Optional: the same file by name, `link_name` relative to the
+     directory `link_dirfd` (or AT_FDCWD). A backend on the same filesystem
+     may hard-link it instead of copying; the Maildir backend does, and
+     copies when linking fails for any reason (EXDEV, EPERM, ...) or when
+     the name turns out not to be the file behind `fd`. The file must
+     never change afterwards: a link shares it with the mailbox. NULL: no
+     link, always copy. */
+  int link_dirfd;
+  const char *link_name;
+  /* Optional (NULL): the queue id of the message, for a backend's logs
+     and so that it can make a redelivery after a crash idempotent.
+     Maildir ignores it. */
+  const char *queue_id;
+} maild_store_message;
+
+/* What a delivery did; filled by maild_store_deliver() on success and on
+   failure alike (fields a backend does not know stay 0). */
+typedef struct maild_store_result {
+  /* MAILD_ERR_IO: the errno behind it, or 0 when no system call failed
+     (e.g. the content was shorter than `size`). Otherwise 0. */
+  int sys_errno;
+  /* When a backend returned a code outside the documented set, that code
+     (the call then returns MAILD_ERR_IO); otherwise 0. */
+  int backend_err;
+  /* 1 if the message was stored as a hard link of link_name, 0 if copied
+     (or the backend does not store files). */
+  int linked;
+  /* The mailbox limit in octets (0: none) and its size before this
+     delivery, when the backend checked a quota. */
+  uint64_t quota;
+  uint64_t used;
+  /* The backend's name for the stored message, for logs, NUL-terminated;
+     "" if none. Maildir: the file name under new/. */
+  char id[MAILD_STORE_ID_MAX];
+} maild_store_result;
+
+/*
+ * A storage backend. A third party fills one of these (usually a static
+ * const) and hands it to maild_store_new() with its own `backend_data`.
+ *
+ * Every function gets the store first and `backend_data` last. The
+ * strings a function gets are valid only during the call.
+ *
+ * Growth. `struct_size` is sizeof(maild_store_backend) as the backend was
+ * compiled. New operations are only ever appended; the library reads a
+ * member only if it lies within struct_size, and treats a missing one as
+ * NULL (operation not supported). The POP3 operations (open a mailbox with
+ * an exclusive lock, list messages with exact sizes and stable unique ids,
+ * read one, mark one deleted, apply the deletions at close) will come
+ * after `destroy` in a later version.
+ */
+typedef struct maild_store_backend {
+  /* sizeof(maild_store_backend); at least up to and including `deliver`. */
+  size_t struct_size;
+  /* Short name for logs ("maildir", "pgsql"); static, not NULL. */
+  const char *name;
+  /*
+   * Stores one message for one recipient. Required.
+   * `domain` and `local` are NUL-terminated and already checked by the
+   * library: 1..MAILD_STORE_NAME_MAX octets, valid UTF-8, no NUL or
+   * control octet (0x00-0x1f, 0x7f). `domain` is ASCII lower-cased;
+   * `local` is as the sender wrote it (canonical form, see maild_path):
+   * case folding and any further checks are the backend's choice.
+   * `res` is zeroed before the call.
+   * May be called on several threads at once, also for the same mailbox.
+   * Must return 0 only once the message is on stable storage, and on
+   * failure must leave nothing visible to a mailbox reader. Returns 0 or
+   * one of the codes listed at the top of this header.
+   */
+  int (*deliver)(maild_store *st, const maild_store_message *msg,
+                 const char *domain, const char *local, maild_store_result *res,
+                 void *backend_data);
+  /* Called once by maild_store_del() to free `backend_data`; may be
+     NULL. */
+  void (*destroy)(maild_store *st, void *backend_data);
+} maild_store_backend;
+
+/*
+ * Creates a store around `backend`. The vtable is copied (up to its
+ * struct_size); `backend_data` is owned by the store from a successful
+ * return on and given to backend->destroy() by maild_store_del(). If this
+ * fails, destroy is never called and `backend_data` stays the caller's.
+ * `opt` is unused for now and may be NULL. `mem` (NULL: malloc) is copied
+ * and used for every allocation of the store.
+ * Returns 0, MAILD_ERR_INVAL (`out` or `backend` NULL, struct_size too
+ * small to hold `deliver`, `deliver` or `name` NULL) or MAILD_ERR_NOMEM.
+ */
+MAILD_EXTERN int maild_store_new(maild_store **out,
+                                 const maild_store_backend *backend,
+                                 void *backend_data, const maild_options *opt,
+                                 const maild_mem *mem);
+
+/* Calls the backend's destroy and frees the store; NULL is a no-op. */
+MAILD_EXTERN void maild_store_del(maild_store *st);
+
+/* The backend's name (static, for logs). */
+MAILD_EXTERN const char *maild_store_name(const maild_store *st);
+
+/*
+ * Delivers `msg` to the mailbox of local@domain, given as counted strings
+ * (`local` as in maild_path.local: unquoted when possible). Blocks. `res`
+ * (may be NULL) is zeroed and then filled, see maild_store_result.
+ * On return the message is either durably stored (0) or not visible in
+ * the mailbox at all. The message descriptor is not moved or closed.
+ * Returns 0 or one of the codes listed at the top of this header;
+ * MAILD_ERR_INVAL also for `st`/`msg` NULL or a negative msg->fd.
+ */
+MAILD_EXTERN int maild_store_deliver(maild_store *st,
+                                     const maild_store_message *msg,
+                                     const char *domain, size_t domain_len,
+                                     const char *local, size_t local_len,
+                                     maild_store_result *res);
+
+/* ---- The built-in Maildir backend ------------------------------------ */
+
+/*
+ * Maildir layout and naming. A mailbox is the directory
+ * <root>/<domain>/<local>/ with tmp/, new/ and cur/ inside, created on
+ * demand (mode 0700; new files 0600 or, when hard-linked, the spool
+ * file's). The domain is ASCII lower-cased, and so is the local part
+ * (UTF-8 octets are kept as they are, so "Alice" and "alice" share a
+ * mailbox, "Ärger" and "ärger" do not). Any address that passes the
+ * checks below gets a mailbox, so the runtime delivers only to recipients
+ * it has verified as local (unknown ones are refused at RCPT); this
+ * backend never returns MAILD_ERR_NOT_FOUND.
+ *
+ * Neither part is ever used as a path as it was sent. Refused with
+ * MAILD_ERR_INVAL (besides the library checks): "." and "..", anything
+ * starting with '.', containing '/', or whose encoded form is longer than
+ * 255 octets. The on-disk name keeps a-z 0-9 . _ + - and every octet
+ * 0x80-0xff (UTF-8) as they are and writes any other octet as %XX
+ * (upper-case hex, '%' itself included). The mapping is injective after
+ * case folding: two different addresses never share a directory.
+ *
+ * Every level below the root is opened with O_NOFOLLOW and O_DIRECTORY:
+ * a symlink or a non-directory anywhere in the mailbox path fails the
+ * delivery with MAILD_ERR_IO (sys_errno ELOOP or ENOTDIR). The root itself
+ * may be a symlink.
+ *
+ * Delivery follows the Maildir protocol: a unique name
+ *   <sec>.M<usec>P<pid>Q<counter>R<random>.<host>,S=<size>
+ * (Maildir++ size tag; <counter> counts deliveries of this store, <random>
+ * is 8 hex digits, <host> has '/', ':', ',' and non-printing octets written
+ * as \ooo) is created exclusively in tmp/ (by hard link of the spool file,
+ * or by creating and copying), the file is fsync'd, linked into new/
+ * (renamed where the filesystem has no hard links) and removed from tmp/,
+ * and new/ is fsync'd. Directories created on the way are fsync'd into
+ * their parents. On any error the file is removed again.
+ *
+ * Quota: the mailbox size is the sum of the S= tags of the files in new/
+ * and cur/ (files without a tag are stat'ed); a message that would take
+ * it past the limit is refused with MAILD_ERR_LIMIT and nothing is left
+ * behind; exactly reaching the limit is allowed. The check is soft: two
+ * deliveries to one mailbox at the same moment may both pass it, so the
+ * limit can be overshot by the messages in flight.
+ */
+typedef struct maild_store_maildir_config {
+  /* Per-mailbox limit in octets; 0: no limit. */
+  uint64_t quota;
+  /* Optional per-mailbox limit, overriding `quota`: gets the folded
+     domain and local part (NUL-terminated) and returns the limit (0:
+     none). Called on delivery threads, possibly at once. */
+  uint64_t (*quota_of)(const char *domain, const char *local, void *user_data);
+  /* Host name in file names; NULL: gethostname(). Copied. */
+  const char *hostname;
+  /* Microseconds since the epoch; NULL: clock_gettime(CLOCK_REALTIME). */
+  uint64_t (*now_usec)(void *user_data);
+  /* 32 random bits; NULL: getentropy(). */
+  uint32_t (*random32)(void *user_data);
+  /* Passed last to the callbacks above. */
+  void *user_data;
+} maild_store_maildir_config;
+
+/*
+ * Creates a store with the Maildir backend under the existing directory
+ * `root`, which stays open (as a descriptor) for the life of the store;
+ * mailboxes are created below it on demand. `cfg` (NULL: all defaults;
+ * zero-initialise it so fields added later keep their defaults) is copied.
+ * `mem` (NULL: malloc) is copied and used for every allocation. The
+ * callbacks in `cfg` may be called on several threads at once.
+ * Blocks (opens `root`). Returns 0, MAILD_ERR_INVAL (`out` or `root`
+ * NULL, hostname empty or longer than 64 octets), MAILD_ERR_NOT_FOUND
+ * (`root` does not exist), MAILD_ERR_IO (`root` cannot be opened as a
+ * directory) or MAILD_ERR_NOMEM.
+ */
+MAILD_EXTERN int maild_store_maildir_new(maild_store **out, const char *root,
+                                         const maild_store_maildir_config *cfg,
+                                         const maild_mem *mem);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

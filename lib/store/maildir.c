@@ -1,0 +1,656 @@
+/*
+ * The built-in Maildir backend of the mailbox store (layout, naming and
+ * quota rules are documented in include/maild/store.h).
+ *
+ * Two concerns shape this file. Durability: a message becomes visible in
+ * new/ only once its content is on stable storage, and new/ is fsync'd
+ * before delivery reports success (DESIGN.md "Durability"); the spool's
+ * committed file is hard-linked when it can be, so a large message is not
+ * copied once per recipient. Safety: an address is never used as a path.
+ * Each part is checked, encoded injectively, and every directory level is
+ * opened relative to the root descriptor with O_NOFOLLOW, so neither a
+ * crafted local part nor a planted symlink can reach outside the root.
+ *
+ * Plain blocking POSIX I/O: the runtime calls this on worker threads, and
+ * several threads may deliver through one store at once (the only shared
+ * mutable state is an atomic counter). Time and randomness come from the
+ * configuration so tests can pin them.
+ */
+#include "maild/store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h> /* renameat() only: POSIX declares it here; no streams */
+#include <string.h>
+#include <sys/random.h> /* getentropy(): glibc declares it here unguarded */
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/mem.h"
+#include "maild/error.h"
+
+/* Longest file or directory name this backend writes (NAME_MAX). */
+#define MAILDIR_NAME_MAX 255
+/* Host names longer than this (raw octets) are refused in the config. */
+#define MAILDIR_HOST_MAX 64
+/* Longest encoded host part of a file name; keeps names under NAME_MAX. */
+#define MAILDIR_HOST_ENC_MAX 100
+/* Unique names tried before giving up (collisions need a clock jump). */
+#define MAILDIR_ATTEMPTS 8
+/* Copy buffer size, allocated per copied delivery. */
+#define MAILDIR_COPY_CHUNK 65536
+/* Internal: the chosen name exists already; try another one. */
+#define MAILDIR_RETRY MAILD_ERR_EXISTS
+
+enum { BOX_TMP, BOX_NEW, BOX_CUR, BOX_DIRS };
+static const char *const box_dir_names[BOX_DIRS] = {"tmp", "new", "cur"};
+
+typedef struct maildir {
+  maild_mem mem;
+  int root_fd;
+  uint64_t quota;
+  uint64_t (*quota_of)(const char *domain, const char *local, void *ud);
+  uint64_t (*now_usec)(void *user_data);
+  uint32_t (*random32)(void *user_data);
+  void *user_data;
+  atomic_uint_fast64_t counter;
+  char host[MAILDIR_HOST_ENC_MAX + 1];
+} maildir;
+
+static int io_error(maild_store_result *res, int err) {
+  res->sys_errno = err;
+  return MAILD_ERR_IO;
+}
+
+/* ---- Names ------------------------------------------------------------ */
+
+static int keep_octet(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+         c == '_' || c == '+' || c == '-' || c >= 0x80;
+}
+
+/*
+ * Writes the on-disk form of the (already folded) address part `src` into
+ * `dst` (MAILDIR_NAME_MAX + 1 octets): kept octets as they are, any other
+ * as %XX. Refuses names that start with '.' (".", "..", hidden files) or
+ * contain '/', and encodings longer than NAME_MAX.
+ */
+static int maildir_encode(char *dst, const char *src) {
+  static const char hex[] = "0123456789ABCDEF";
+  size_t n = 0;
+
+  if (src[0] == '\0' || src[0] == '.')
+    return MAILD_ERR_INVAL;
+  for (; *src != '\0'; src++) {
+    unsigned char c = (unsigned char)*src;
+    if (c == '/')
+      return MAILD_ERR_INVAL;
+    if (keep_octet(c)) {
+      if (n + 1 > MAILDIR_NAME_MAX)
+        return MAILD_ERR_INVAL;
+      dst[n++] = (char)c;
+    } else {
+      if (n + 3 > MAILDIR_NAME_MAX)
+        return MAILD_ERR_INVAL;
+      dst[n++] = '%';
+      dst[n++] = hex[c >> 4];
+      dst[n++] = hex[c & 15];
+    }
+  }
+  dst[n] = '\0';
+  return 0;
+}
+
+/* ASCII lower-case copy of `src` into `dst` (same capacity). */
+static void fold_ascii(char *dst, const char *src) {
+  for (; *src != '\0'; src++, dst++) {
+    unsigned char c = (unsigned char)*src;
+    *dst = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  }
+  *dst = '\0';
+}
+
+/*
+ * Host part of file names: printable ASCII kept, but '/', ':' and ','
+ * (Maildir and Maildir++ separators), '\\' and everything else written as
+ * \ooo, the way qmail does. Cut at a whole escape past the limit.
+ */
+static void encode_host(char *dst, const char *src, size_t len) {
+  size_t i, n = 0;
+
+  for (i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)src[i];
+    if (c > 0x20 && c < 0x7f && c != '/' && c != ':' && c != ',' && c != '\\') {
+      if (n + 1 > MAILDIR_HOST_ENC_MAX)
+        break;
+      dst[n++] = (char)c;
+    } else {
+      if (n + 4 > MAILDIR_HOST_ENC_MAX)
+        break;
+      dst[n++] = '\\';
+      dst[n++] = (char)('0' + (c >> 6));
+      dst[n++] = (char)('0' + ((c >> 3) & 7));
+      dst[n++] = (char)('0' + (c & 7));
+    }
+  }
+  dst[n] = '\0';
+}
+
+/* A bounded string builder for unique names. */
+typedef struct namebuf {
+  char *p;
+  size_t len;
+  size_t cap; /* NUL included */
+  int overflow;
+} namebuf;
+
+static void nb_str(namebuf *b, const char *s) {
+  size_t n = strlen(s);
+  if (b->len + n >= b->cap) {
+    b->overflow = 1;
+    return;
+  }
+  memcpy(b->p + b->len, s, n + 1);
+  b->len += n;
+}
+
+static void nb_u64(namebuf *b, uint64_t v) {
+  char tmp[24];
+  size_t i = sizeof(tmp) - 1;
+  tmp[i] = '\0';
+  do {
+    tmp[--i] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  nb_str(b, tmp + i);
+}
+
+static void nb_hex32(namebuf *b, uint32_t v) {
+  static const char hex[] = "0123456789abcdef";
+  char tmp[9];
+  int i;
+  for (i = 7; i >= 0; i--) {
+    tmp[i] = hex[v & 15];
+    v >>= 4;
+  }
+  tmp[8] = '\0';
+  nb_str(b, tmp);
+}
+
+/* <sec>.M<usec>P<pid>Q<counter>R<random>.<host>,S=<size> */
+static int maildir_unique_name(maildir *md, uint64_t size, char *dst,
+                               size_t cap) {
+  namebuf b = {dst, 0, cap, 0};
+  uint64_t now = md->now_usec(md->user_data);
+  uint64_t q = atomic_fetch_add(&md->counter, 1) + 1;
+
+  dst[0] = '\0';
+  nb_u64(&b, now / 1000000);
+  nb_str(&b, ".M");
+  nb_u64(&b, now % 1000000);
+  nb_str(&b, "P");
+  nb_u64(&b, (uint64_t)getpid());
+  nb_str(&b, "Q");
+  nb_u64(&b, q);
+  nb_str(&b, "R");
+  nb_hex32(&b, md->random32(md->user_data));
+  nb_str(&b, ".");
+  nb_str(&b, md->host);
+  nb_str(&b, ",S=");
+  nb_u64(&b, size);
+  return b.overflow ? MAILD_ERR_INTERNAL : 0;
+}
+
+/* ---- Directories ------------------------------------------------------ */
+
+/*
+ * Opens the directory `name` under `parent` without following a symlink,
+ * creating it (0700) when missing. Another thread creating it at the same
+ * time is fine. A new directory is fsync'd into its parent so the mailbox
+ * does not vanish in a crash after a successful delivery.
+ */
+static int open_dir(int parent, const char *name, maild_store_result *res) {
+  const int flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+  int fd = openat(parent, name, flags);
+
+  if (fd >= 0)
+    return fd;
+  if (errno != ENOENT)
+    return io_error(res, errno);
+  if (mkdirat(parent, name, 0700) != 0 && errno != EEXIST)
+    return io_error(res, errno);
+  if (fsync(parent) != 0)
+    return io_error(res, errno);
+  fd = openat(parent, name, flags);
+  if (fd < 0)
+    return io_error(res, errno);
+  return fd;
+}
+
+static void close_box(int fds[BOX_DIRS]) {
+  int i;
+  for (i = 0; i < BOX_DIRS; i++) {
+    if (fds[i] >= 0)
+      close(fds[i]);
+    fds[i] = -1;
+  }
+}
+
+/* Opens (creating as needed) tmp/, new/ and cur/ of one mailbox. */
+static int open_box(const maildir *md, const char *dom, const char *loc,
+                    int fds[BOX_DIRS], maild_store_result *res) {
+  int dfd, lfd, i;
+
+  for (i = 0; i < BOX_DIRS; i++)
+    fds[i] = -1;
+  dfd = open_dir(md->root_fd, dom, res);
+  if (dfd < 0)
+    return dfd;
+  lfd = open_dir(dfd, loc, res);
+  close(dfd);
+  if (lfd < 0)
+    return lfd;
+  for (i = 0; i < BOX_DIRS; i++) {
+    fds[i] = open_dir(lfd, box_dir_names[i], res);
+    if (fds[i] < 0) {
+      int rc = fds[i];
+      fds[i] = -1;
+      close(lfd);
+      close_box(fds);
+      return rc;
+    }
+  }
+  close(lfd);
+  return 0;
+}
+
+/* ---- Quota ------------------------------------------------------------ */
+
+/* The Maildir++ size tag ",S=<digits>" of a file name, if any. */
+static int parse_size_tag(const char *name, uint64_t *size) {
+  const char *p = strstr(name, ",S=");
+  uint64_t v = 0;
+
+  if (p == NULL)
+    return -1;
+  p += 3;
+  if (*p < '0' || *p > '9')
+    return -1;
+  for (; *p >= '0' && *p <= '9'; p++) {
+    unsigned d = (unsigned)(*p - '0');
+    if (v > (UINT64_MAX - d) / 10)
+      return -1;
+    v = v * 10 + d;
+  }
+  if (*p != '\0' && *p != ',' && *p != ':')
+    return -1;
+  *size = v;
+  return 0;
+}
+
+static void add_sat(uint64_t *sum, uint64_t v) {
+  *sum = v > UINT64_MAX - *sum ? UINT64_MAX : *sum + v;
+}
+
+/* Adds the sizes of the messages in one Maildir subdirectory to `*sum`. */
+static int dir_size(int dirfd_, uint64_t *sum, maild_store_result *res) {
+  struct dirent *e;
+  struct stat sb;
+  uint64_t v;
+  DIR *d;
+  int fd, rc = 0;
+
+  /* A fresh open file description, so readdir's offset is our own. */
+  fd = openat(dirfd_, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return io_error(res, errno);
+  d = fdopendir(fd);
+  if (d == NULL) {
+    rc = io_error(res, errno);
+    close(fd);
+    return rc;
+  }
+  for (;;) {
+    errno = 0;
+    e = readdir(d);
+    if (e == NULL) {
+      if (errno != 0)
+        rc = io_error(res, errno);
+      break;
+    }
+    if (e->d_name[0] == '.')
+      continue;
+    if (parse_size_tag(e->d_name, &v) == 0) {
+      add_sat(sum, v);
+      continue;
+    }
+    /* Untagged (written by another program): ask the file. A file moved
+       away meanwhile (a reader took it from new/ to cur/) is skipped. */
+    if (fstatat(fd, e->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno == ENOENT)
+        continue;
+      rc = io_error(res, errno);
+      break;
+    }
+    if (S_ISREG(sb.st_mode) && sb.st_size > 0)
+      add_sat(sum, (uint64_t)sb.st_size);
+  }
+  closedir(d);
+  return rc;
+}
+
+static int check_quota(const maildir *md, const char *domain, const char *local,
+                       const int fds[BOX_DIRS], uint64_t size,
+                       maild_store_result *res) {
+  uint64_t limit, used = 0;
+  int rc;
+
+  limit = md->quota_of != NULL ? md->quota_of(domain, local, md->user_data)
+                               : md->quota;
+  if (limit == 0)
+    return 0;
+  rc = dir_size(fds[BOX_NEW], &used, res);
+  if (rc == 0)
+    rc = dir_size(fds[BOX_CUR], &used, res);
+  if (rc != 0)
+    return rc;
+  res->quota = limit;
+  res->used = used;
+  if (used > limit || size > limit - used)
+    return MAILD_ERR_LIMIT;
+  return 0;
+}
+
+/* ---- Writing one message ---------------------------------------------- */
+
+/*
+ * Tries to place the message in tmp/ as a hard link of the spool file.
+ * Returns 0 (linked and synced), 1 (not linked: copy instead),
+ * MAILDIR_RETRY (name taken) or MAILD_ERR_IO.
+ */
+static int link_into_tmp(int tmpfd, const char *name,
+                         const maild_store_message *msg,
+                         maild_store_result *res) {
+  struct stat a, b;
+  int err;
+
+  if (msg->link_name == NULL)
+    return 1;
+  if (linkat(msg->link_dirfd, msg->link_name, tmpfd, name, 0) != 0)
+    return errno == EEXIST ? MAILDIR_RETRY : 1;
+  /* The name must lead to the very file behind `fd`, with its size:
+     otherwise we would deliver something else. Copy instead. */
+  if (fstat(msg->fd, &a) != 0 ||
+      fstatat(tmpfd, name, &b, AT_SYMLINK_NOFOLLOW) != 0 ||
+      !S_ISREG(b.st_mode) || a.st_dev != b.st_dev || a.st_ino != b.st_ino ||
+      b.st_size < 0 || (uint64_t)b.st_size != msg->size) {
+    (void)unlinkat(tmpfd, name, 0);
+    return 1;
+  }
+  /* The content is already durable (the spool committed it); this makes
+     the new link count durable with the inode. */
+  if (fsync(msg->fd) != 0) {
+    err = errno;
+    (void)unlinkat(tmpfd, name, 0);
+    return io_error(res, err);
+  }
+  return 0;
+}
+
+/* Copies octets [0, size) of the message into `fd`, by pread(). */
+static int copy_content(const maildir *md, int fd,
+                        const maild_store_message *msg,
+                        maild_store_result *res) {
+  size_t chunk =
+      msg->size < MAILDIR_COPY_CHUNK ? (size_t)msg->size : MAILDIR_COPY_CHUNK;
+  uint64_t off = 0;
+  char *buf;
+  int rc = 0;
+
+  if (msg->size == 0)
+    return 0;
+  buf = maild__malloc(&md->mem, chunk);
+  if (buf == NULL)
+    return MAILD_ERR_NOMEM;
+  while (off < msg->size && rc == 0) {
+    uint64_t left = msg->size - off;
+    size_t want = left < chunk ? (size_t)left : chunk;
+    size_t done = 0;
+    ssize_t n = pread(msg->fd, buf, want, (off_t)off);
+    if (n < 0) {
+      if (errno != EINTR)
+        rc = io_error(res, errno);
+      continue;
+    }
+    if (n == 0) {
+      rc = io_error(res, 0); /* content shorter than msg->size */
+      continue;
+    }
+    while (done < (size_t)n && rc == 0) {
+      ssize_t w = write(fd, buf + done, (size_t)n - done);
+      if (w > 0)
+        done += (size_t)w;
+      else if (w < 0 && errno != EINTR)
+        rc = io_error(res, errno);
+      else if (w == 0)
+        rc = io_error(res, EIO);
+    }
+    off += (uint64_t)n;
+  }
+  maild__free(&md->mem, buf);
+  return rc;
+}
+
+/*
+ * Creates tmp/<name> exclusively and copies the message into it, fsync'd.
+ * Returns 0, MAILDIR_RETRY, MAILD_ERR_IO or MAILD_ERR_NOMEM; on failure
+ * the file is gone.
+ */
+static int copy_into_tmp(const maildir *md, int tmpfd, const char *name,
+                         const maild_store_message *msg,
+                         maild_store_result *res) {
+  int fd, rc;
+
+  fd = openat(tmpfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+              0600);
+  if (fd < 0)
+    return errno == EEXIST ? MAILDIR_RETRY : io_error(res, errno);
+  rc = copy_content(md, fd, msg, res);
+  if (rc == 0 && fsync(fd) != 0)
+    rc = io_error(res, errno);
+  if (close(fd) != 0 && rc == 0)
+    rc = io_error(res, errno);
+  if (rc != 0)
+    (void)unlinkat(tmpfd, name, 0);
+  return rc;
+}
+
+/*
+ * Moves tmp/<name> to new/<name> and makes it durable. A link refuses to
+ * replace an existing file (rename would not); rename is the fallback for
+ * filesystems without hard links. Returns 0, MAILDIR_RETRY or
+ * MAILD_ERR_IO; on failure the file is in neither directory.
+ */
+static int publish(int tmpfd, int newfd, const char *name,
+                   maild_store_result *res) {
+  int err;
+
+  if (linkat(tmpfd, name, newfd, name, 0) == 0) {
+    (void)unlinkat(tmpfd, name, 0); /* a leftover in tmp/ is harmless */
+  } else if (errno == EEXIST) {
+    (void)unlinkat(tmpfd, name, 0);
+    return MAILDIR_RETRY;
+  } else if (renameat(tmpfd, name, newfd, name) != 0) {
+    err = errno;
+    (void)unlinkat(tmpfd, name, 0);
+    return io_error(res, err);
+  }
+  if (fsync(newfd) != 0) {
+    err = errno;
+    /* Not known to be durable: withdraw it so a retry does not make a
+       duplicate (at-least-once holds either way). */
+    (void)unlinkat(newfd, name, 0);
+    return io_error(res, err);
+  }
+  return 0;
+}
+
+static int write_message(maildir *md, const int fds[BOX_DIRS],
+                         const maild_store_message *msg,
+                         maild_store_result *res) {
+  char name[MAILD_STORE_ID_MAX];
+  int attempt, rc = MAILDIR_RETRY;
+
+  for (attempt = 0; attempt < MAILDIR_ATTEMPTS && rc == MAILDIR_RETRY;
+       attempt++) {
+    rc = maildir_unique_name(md, msg->size, name, sizeof(name));
+    if (rc != 0)
+      return rc;
+    res->linked = 0;
+    rc = link_into_tmp(fds[BOX_TMP], name, msg, res);
+    if (rc == 0)
+      res->linked = 1;
+    else if (rc == 1)
+      rc = copy_into_tmp(md, fds[BOX_TMP], name, msg, res);
+    if (rc == 0)
+      rc = publish(fds[BOX_TMP], fds[BOX_NEW], name, res);
+  }
+  if (rc == MAILDIR_RETRY)
+    return io_error(res, EEXIST);
+  if (rc != 0) {
+    res->linked = 0;
+    return rc;
+  }
+  memcpy(res->id, name, strlen(name) + 1);
+  return 0;
+}
+
+/* ---- The backend ------------------------------------------------------ */
+
+static int maildir_deliver(maild_store *st, const maild_store_message *msg,
+                           const char *domain, const char *local,
+                           maild_store_result *res, void *backend_data) {
+  maildir *md = backend_data;
+  char folded[MAILD_STORE_NAME_MAX + 1];
+  char dom[MAILDIR_NAME_MAX + 1], loc[MAILDIR_NAME_MAX + 1];
+  int fds[BOX_DIRS];
+  int rc;
+
+  (void)st;
+  if (msg->size > (uint64_t)INT64_MAX)
+    return MAILD_ERR_INVAL;
+  fold_ascii(folded, local);
+  rc = maildir_encode(dom, domain);
+  if (rc == 0)
+    rc = maildir_encode(loc, folded);
+  if (rc != 0)
+    return rc;
+  rc = open_box(md, dom, loc, fds, res);
+  if (rc != 0)
+    return rc;
+  rc = check_quota(md, domain, folded, fds, msg->size, res);
+  if (rc == 0)
+    rc = write_message(md, fds, msg, res);
+  close_box(fds);
+  return rc;
+}
+
+static void maildir_destroy(maild_store *st, void *backend_data) {
+  maildir *md = backend_data;
+  (void)st;
+  close(md->root_fd);
+  maild__free(&md->mem, md);
+}
+
+static const maild_store_backend maildir_backend = {
+    sizeof(maild_store_backend), "maildir", maildir_deliver, maildir_destroy};
+
+static uint64_t default_now_usec(void *user_data) {
+  struct timespec ts;
+  (void)user_data;
+  if (clock_gettime(CLOCK_REALTIME, &ts) != 0 || ts.tv_sec < 0)
+    return 0;
+  return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* Uniqueness does not rest on this alone (pid, counter and O_EXCL do
+   the work), so a failing entropy source gives 0 rather than an error. */
+static uint32_t default_random32(void *user_data) {
+  uint32_t v = 0;
+  (void)user_data;
+  if (getentropy(&v, sizeof(v)) != 0)
+    v = 0;
+  return v;
+}
+
+static int maildir_config(maildir *md, const maild_store_maildir_config *cfg) {
+  char host[256];
+  const char *h = NULL;
+  size_t hlen;
+
+  if (cfg != NULL) {
+    md->quota = cfg->quota;
+    md->quota_of = cfg->quota_of;
+    md->now_usec = cfg->now_usec;
+    md->random32 = cfg->random32;
+    md->user_data = cfg->user_data;
+    h = cfg->hostname;
+  }
+  if (md->now_usec == NULL)
+    md->now_usec = default_now_usec;
+  if (md->random32 == NULL)
+    md->random32 = default_random32;
+  if (h != NULL) {
+    hlen = strlen(h);
+    if (hlen == 0 || hlen > MAILDIR_HOST_MAX)
+      return MAILD_ERR_INVAL;
+  } else {
+    if (gethostname(host, sizeof(host)) != 0)
+      host[0] = '\0';
+    host[sizeof(host) - 1] = '\0';
+    h = host[0] != '\0' ? host : "localhost";
+    hlen = strlen(h);
+    if (hlen > MAILDIR_HOST_MAX)
+      hlen = MAILDIR_HOST_MAX;
+  }
+  encode_host(md->host, h, hlen);
+  return 0;
+}
+
+int maild_store_maildir_new(maild_store **out, const char *root,
+                            const maild_store_maildir_config *cfg,
+                            const maild_mem *mem) {
+  maildir *md;
+  maild_mem m;
+  int rc;
+
+  if (out == NULL)
+    return MAILD_ERR_INVAL;
+  *out = NULL;
+  if (root == NULL)
+    return MAILD_ERR_INVAL;
+  maild__mem_init(&m, mem);
+  md = maild__calloc(&m, 1, sizeof(*md));
+  if (md == NULL)
+    return MAILD_ERR_NOMEM;
+  md->mem = m;
+  md->root_fd = -1;
+  atomic_init(&md->counter, 0);
+  rc = maildir_config(md, cfg);
+  if (rc == 0) {
+    md->root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (md->root_fd < 0)
+      rc = errno == ENOENT ? MAILD_ERR_NOT_FOUND : MAILD_ERR_IO;
+  }
+  if (rc == 0)
+    rc = maild_store_new(out, &maildir_backend, md, NULL, mem);
+  if (rc != 0) {
+    if (md->root_fd >= 0)
+      close(md->root_fd);
+    maild__free(&m, md);
+  }
+  return rc;
+}

@@ -1,0 +1,131 @@
+/*
+ * The generic half of the mailbox store: a maild_store wraps a backend
+ * vtable and its data, checks what every backend would otherwise have to
+ * check (address octets, lengths, UTF-8), lower-cases the domain, and
+ * holds backends to the documented set of error codes, so the runtime can
+ * tell temporary from permanent failures whatever backend it drives. The
+ * vtable is copied up to its struct_size, which lets a backend compiled
+ * against an older header work with a newer library and the reverse.
+ */
+#include "maild/store.h"
+
+#include <string.h>
+
+#include "core/mem.h"
+#include "maild/address.h"
+#include "maild/error.h"
+
+struct maild_store {
+  maild_mem mem;
+  maild_store_backend backend; /* zero past the backend's struct_size */
+  void *backend_data;
+};
+
+/* Bytes of the vtable a backend must provide: everything up to `deliver`. */
+#define STORE_BACKEND_MIN                   \
+  (offsetof(maild_store_backend, deliver) + \
+   sizeof(((maild_store_backend *)0)->deliver))
+
+int maild_store_new(maild_store **out, const maild_store_backend *backend,
+                    void *backend_data, const maild_options *opt,
+                    const maild_mem *mem) {
+  maild_store *st;
+  maild_mem m;
+  size_t n;
+
+  (void)opt;
+  if (out == NULL)
+    return MAILD_ERR_INVAL;
+  *out = NULL;
+  if (backend == NULL || backend->struct_size < STORE_BACKEND_MIN ||
+      backend->deliver == NULL || backend->name == NULL)
+    return MAILD_ERR_INVAL;
+  maild__mem_init(&m, mem);
+  st = maild__calloc(&m, 1, sizeof(*st));
+  if (st == NULL)
+    return MAILD_ERR_NOMEM;
+  st->mem = m;
+  n = backend->struct_size < sizeof(st->backend) ? backend->struct_size
+                                                 : sizeof(st->backend);
+  memcpy(&st->backend, backend, n);
+  st->backend.struct_size = sizeof(st->backend);
+  st->backend_data = backend_data;
+  *out = st;
+  return 0;
+}
+
+void maild_store_del(maild_store *st) {
+  if (st == NULL)
+    return;
+  if (st->backend.destroy != NULL)
+    st->backend.destroy(st, st->backend_data);
+  maild__free(&st->mem, st);
+}
+
+const char *maild_store_name(const maild_store *st) {
+  return st->backend.name;
+}
+
+/*
+ * Checks one address part and copies it NUL-terminated into `dst` (which
+ * holds MAILD_STORE_NAME_MAX + 1 octets), ASCII lower-cased if `fold`.
+ */
+static int store_copy_name(char *dst, const char *src, size_t len, int fold) {
+  size_t i;
+
+  if (src == NULL || len == 0 || len > MAILD_STORE_NAME_MAX)
+    return MAILD_ERR_INVAL;
+  for (i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)src[i];
+    if (c < 0x20 || c == 0x7f)
+      return MAILD_ERR_INVAL;
+    if (fold && c >= 'A' && c <= 'Z')
+      c = (unsigned char)(c - 'A' + 'a');
+    dst[i] = (char)c;
+  }
+  dst[len] = '\0';
+  if (maild_utf8_check(dst, len) != 0)
+    return MAILD_ERR_INVAL;
+  return 0;
+}
+
+/* Holds a backend's answer to the documented codes (store.h). */
+static int store_check_result(int rc, maild_store_result *res) {
+  switch (rc) {
+  case 0:
+  case MAILD_ERR_IO:
+  case MAILD_ERR_NOMEM:
+  case MAILD_ERR_TIMEOUT:
+  case MAILD_ERR_LIMIT:
+  case MAILD_ERR_NOT_FOUND:
+  case MAILD_ERR_INVAL:
+    return rc;
+  default:
+    res->backend_err = rc;
+    return MAILD_ERR_IO;
+  }
+}
+
+int maild_store_deliver(maild_store *st, const maild_store_message *msg,
+                        const char *domain, size_t domain_len,
+                        const char *local, size_t local_len,
+                        maild_store_result *res) {
+  char dom[MAILD_STORE_NAME_MAX + 1];
+  char loc[MAILD_STORE_NAME_MAX + 1];
+  maild_store_result scratch;
+  int rc;
+
+  if (res == NULL)
+    res = &scratch;
+  memset(res, 0, sizeof(*res));
+  if (st == NULL || msg == NULL || msg->fd < 0)
+    return MAILD_ERR_INVAL;
+  rc = store_copy_name(dom, domain, domain_len, 1);
+  if (rc == 0)
+    rc = store_copy_name(loc, local, local_len, 0);
+  if (rc != 0)
+    return rc;
+  rc = st->backend.deliver(st, msg, dom, loc, res, st->backend_data);
+  res->id[MAILD_STORE_ID_MAX - 1] = '\0';
+  return store_check_result(rc, res);
+}
