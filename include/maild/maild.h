@@ -1,4 +1,5 @@
-/* libmaild umbrella header: everything an embedder without libuv needs. */
+/* libmaild umbrella header: everything an embedder without libuv needs.
+   The libuv runtime is in maild/server.h. */
 #ifndef MAILD_H
 #define MAILD_H
 
@@ -12,5 +13,8 @@
 #include "maild/reply.h"
 #include "maild/base64.h"
 #include "maild/smtp_server.h"
+#include "maild/store.h"
+#include "maild/users.h"
+#include "maild/directory.h"
 
 #endif

@@ -1,0 +1,203 @@
+/*
+ * maildctl: manage a maild site from the command line.
+ *
+ *   maildctl [-f FILE] user add ADDRESS [--password-stdin | --no-password]
+ *   maildctl [-f FILE] user passwd ADDRESS [--password-stdin]
+ *   maildctl [-f FILE] user del ADDRESS
+ *   maildctl [-f FILE] user list
+ *
+ * It edits the users file named by the configuration (atomically: a new
+ * file is written, synced and renamed into place), then asks a running
+ * maild to reload (SIGHUP to the pid in <data-dir>/maild.pid). A password
+ * comes from the terminal (asked twice, not echoed) or, for scripts, as
+ * one line on standard input with --password-stdin.
+ */
+#include "config.h"
+#include "site.h"
+
+#include "maild/error.h"
+#include "maild/users.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#define PASSWORD_MAX 512
+
+static int usage(void) {
+  fprintf(stderr,
+          "usage: maildctl [-f FILE] user add ADDRESS "
+          "[--password-stdin|--no-password]\n"
+          "       maildctl [-f FILE] user passwd ADDRESS [--password-stdin]\n"
+          "       maildctl [-f FILE] user del ADDRESS\n"
+          "       maildctl [-f FILE] user list\n");
+  return 2;
+}
+
+static int fail(const char *what, int err) {
+  fprintf(stderr, "maildctl: %s: %s\n", what, maild_strerror(err));
+  return 1;
+}
+
+/* Reads one line into `buf` without its line end; returns its length or
+   -1. With `echo_off`, the terminal does not show it. */
+static ssize_t read_line(char *buf, size_t size, int echo_off) {
+  struct termios old, quiet;
+  int restore = 0;
+  size_t n;
+
+  if (echo_off && tcgetattr(0, &old) == 0) {
+    quiet = old;
+    quiet.c_lflag &= ~(tcflag_t)ECHO;
+    restore = tcsetattr(0, TCSAFLUSH, &quiet) == 0;
+  }
+  if (fgets(buf, (int)size, stdin) == NULL)
+    buf[0] = '\0';
+  if (restore) {
+    tcsetattr(0, TCSAFLUSH, &old);
+    fputc('\n', stderr);
+  }
+  n = strcspn(buf, "\r\n");
+  if (buf[n] == '\0' && n == size - 1)
+    return -1; /* longer than the buffer */
+  buf[n] = '\0';
+  return (ssize_t)n;
+}
+
+static ssize_t get_password(char *buf, int from_stdin) {
+  char again[PASSWORD_MAX];
+  ssize_t n;
+
+  if (from_stdin)
+    return read_line(buf, PASSWORD_MAX, 0);
+  if (!isatty(0)) {
+    fprintf(stderr, "maildctl: no terminal: use --password-stdin\n");
+    return -1;
+  }
+  fprintf(stderr, "Password: ");
+  n = read_line(buf, PASSWORD_MAX, 1);
+  fprintf(stderr, "Again: ");
+  if (n < 0 || read_line(again, sizeof(again), 1) != n ||
+      strcmp(buf, again) != 0) {
+    fprintf(stderr, "maildctl: the passwords differ\n");
+    return -1;
+  }
+  return n;
+}
+
+/* Asks a running maild to reload its users. */
+static void notify_daemon(const maild_config *cfg) {
+  char path[4096];
+  long pid = 0;
+  FILE *f;
+
+  snprintf(path, sizeof(path), "%s/maild.pid", cfg->data_dir);
+  f = fopen(path, "r");
+  if (f == NULL)
+    return;
+  if (fscanf(f, "%ld", &pid) == 1 && pid > 1 && kill((pid_t)pid, SIGHUP) == 0)
+    fprintf(stderr, "maildctl: maild (pid %ld) reloads\n", pid);
+  fclose(f);
+}
+
+/* Saves the users file, creating its directory on first use. */
+static int save_users(const maild_users *u, const char *path) {
+  char dir[4096];
+  char *slash;
+
+  snprintf(dir, sizeof(dir), "%s", path);
+  slash = strrchr(dir, '/');
+  if (slash != NULL && slash != dir) {
+    *slash = '\0';
+    if (maild_mkdirs(dir) != 0)
+      return MAILD_ERR_IO;
+  }
+  return maild_users_save(u, path);
+}
+
+static int user_cmd(const maild_config *cfg, int argc, char **argv) {
+  const char *op = argc > 0 ? argv[0] : "";
+  const char *addr = argc > 1 ? argv[1] : NULL;
+  const char *flag = argc > 2 ? argv[2] : "";
+  char password[PASSWORD_MAX];
+  ssize_t plen = 0;
+  maild_users *u;
+  size_t line = 0, i;
+  int rc;
+
+  if (maild_users_new(&u, NULL, NULL) != 0)
+    return fail("users", MAILD_ERR_NOMEM);
+  rc = maild_users_load(u, cfg->users_path, &line);
+  if (rc != 0 && rc != MAILD_ERR_NOT_FOUND) {
+    fprintf(stderr, "maildctl: %s:%zu: %s\n", cfg->users_path, line,
+            maild_strerror(rc));
+    maild_users_del(u);
+    return 1;
+  }
+  if (strcmp(op, "list") == 0 && argc == 1) {
+    for (i = 0; i < maild_users_count(u); i++)
+      printf("%s\n", maild_users_address(u, i));
+    maild_users_del(u);
+    return 0;
+  }
+  if (addr == NULL || argc > 3 ||
+      (flag[0] && strcmp(flag, "--password-stdin") != 0 &&
+       strcmp(flag, "--no-password") != 0)) {
+    maild_users_del(u);
+    return usage();
+  }
+  if ((strcmp(op, "add") == 0 || strcmp(op, "passwd") == 0) &&
+      strcmp(flag, "--no-password") != 0) {
+    plen = get_password(password, strcmp(flag, "--password-stdin") == 0);
+    if (plen <= 0) {
+      maild_users_del(u);
+      return fail("password", MAILD_ERR_INVAL);
+    }
+  }
+  if (strcmp(op, "add") == 0)
+    rc = maild_users_add(u, addr, plen > 0 ? password : NULL, (size_t)plen);
+  else if (strcmp(op, "passwd") == 0)
+    rc = maild_users_set_password(u, addr, password, (size_t)plen);
+  else if (strcmp(op, "del") == 0)
+    rc = maild_users_remove(u, addr);
+  else {
+    maild_users_del(u);
+    return usage();
+  }
+  if (rc == 0)
+    rc = save_users(u, cfg->users_path);
+  memset(password, 0, sizeof(password));
+  maild_users_del(u);
+  if (rc != 0)
+    return fail(addr, rc);
+  notify_daemon(cfg);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  const char *path = NULL;
+  char err[1024];
+  maild_config cfg;
+  int c, rc;
+
+  while ((c = getopt(argc, argv, "+f:h")) != -1) {
+    if (c == 'f')
+      path = optarg;
+    else
+      return usage();
+  }
+  if (optind >= argc || strcmp(argv[optind], "user") != 0)
+    return usage();
+  if (maild_config_defaults(&cfg) != 0 ||
+      (path != NULL && maild_config_load(&cfg, path, err, sizeof(err)) != 0)) {
+    fprintf(stderr, "maildctl: %s\n", path ? err : "out of memory");
+    return 1;
+  }
+  rc = user_cmd(&cfg, argc - optind - 1, argv + optind + 1);
+  maild_config_free(&cfg);
+  return rc;
+}

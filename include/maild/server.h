@@ -1,0 +1,123 @@
+/*
+ * The mail server runtime on libuv: listeners, one session per connection
+ * driving the SMTP engine, the durable spool, and local delivery into a
+ * store. This is the only public header that includes <uv.h>.
+ *
+ *   maild_server *srv;
+ *   maild_server_new(&srv, loop, &callbacks, ud, opt, NULL);
+ *   maild_server_set_spool(srv, "/var/spool/maild");
+ *   maild_server_set_store(srv, store);           Maildir or your own
+ *   maild_server_set_directory(srv, directory);   who is local
+ *   maild_server_listen(srv, MAILD_SERVICE_SMTP, "127.0.0.1", 2525, &port);
+ *   maild_server_start(srv);                      deliver what the spool holds
+ *   uv_run(loop, UV_RUN_DEFAULT);
+ *   ... maild_server_close(srv, on_closed);       graceful; frees in on_closed
+ *
+ * Threading: every function is called on the loop's thread. Blocking work
+ * (spool writes, fsync, renames, Maildir delivery, directory scans) runs on
+ * libuv's worker pool, never on the loop thread.
+ */
+#ifndef MAILD_SERVER_H
+#define MAILD_SERVER_H
+
+#include <uv.h>
+
+#include "maild/common.h"
+#include "maild/options.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct maild_server maild_server;
+typedef struct maild_store maild_store;
+typedef struct maild_directory maild_directory;
+
+typedef enum maild_service {
+  MAILD_SERVICE_SMTP = 1,   /* port 25: mail from other servers */
+  MAILD_SERVICE_SUBMISSION, /* port 587 (STARTTLS + AUTH: later) */
+  MAILD_SERVICE_SMTPS,      /* port 465, implicit TLS (later) */
+  MAILD_SERVICE_POP3,       /* port 110 (later) */
+  MAILD_SERVICE_POP3S,      /* port 995 (later) */
+} maild_service;
+
+typedef enum maild_log_level {
+  MAILD_LOG_ERROR = 3,
+  MAILD_LOG_WARNING = 4,
+  MAILD_LOG_INFO = 6,
+  MAILD_LOG_DEBUG = 7,
+} maild_log_level; /* syslog(3) priorities */
+
+typedef struct maild_server_callbacks {
+  /* One log line, without a newline (e.g. "0123abcd: from=<a@b> ...").
+     Valid during the call only. NULL: no logging. */
+  void (*on_log)(maild_server *srv, maild_log_level level, const char *line,
+                 void *user_data);
+} maild_server_callbacks;
+
+/*
+ * Creates a server on `loop`. `cb`, `opt` and `mem` are copied (NULL:
+ * defaults). Tunables come from the options: hostname, the SMTP engine's
+ * limits, TIMEOUT_*, MAX_CONNECTIONS*, QUOTA_PERMANENT, BODY_MEMORY.
+ * Returns 0, MAILD_ERR_INVAL or MAILD_ERR_NOMEM.
+ */
+MAILD_EXTERN int maild_server_new(maild_server **out, uv_loop_t *loop,
+                                  const maild_server_callbacks *cb,
+                                  void *user_data, const maild_options *opt,
+                                  const maild_mem *mem);
+
+/*
+ * Opens (creating if needed) the spool directory. Call before start, from
+ * set-up code: it creates directories synchronously. Returns 0,
+ * MAILD_ERR_NOMEM or MAILD_ERR_IO.
+ */
+MAILD_EXTERN int maild_server_set_spool(maild_server *srv, const char *dir);
+
+/* Sets the store local mail is delivered to (borrowed: it must outlive
+   the server). Required before start. */
+MAILD_EXTERN void maild_server_set_store(maild_server *srv, maild_store *st);
+
+/*
+ * Sets who is local (borrowed; may be replaced at any time, e.g. on
+ * reload: sessions already past RCPT keep their answers). NULL, the
+ * default, accepts every recipient as a mailbox of its own address.
+ */
+MAILD_EXTERN void maild_server_set_directory(maild_server *srv,
+                                             const maild_directory *dir);
+
+/*
+ * Listens on `addr`:`port` (port 0: ephemeral). `*bound_port` (if not
+ * NULL) gets the port. Returns 0, MAILD_ERR_INVAL (bad address or a
+ * service not available yet), MAILD_ERR_EXISTS (in use), MAILD_ERR_PERM,
+ * MAILD_ERR_NOMEM or MAILD_ERR_IO.
+ */
+MAILD_EXTERN int maild_server_listen(maild_server *srv, maild_service service,
+                                     const char *addr, int port,
+                                     int *bound_port);
+
+/*
+ * Starts delivering: rescans the spool on the worker pool, sets aside
+ * incomplete or corrupt files, and delivers the valid ones. Listeners
+ * accept from maild_server_listen() on. Returns 0 or MAILD_ERR_STATE (no
+ * spool or store).
+ */
+MAILD_EXTERN int maild_server_start(maild_server *srv);
+
+/*
+ * Graceful shutdown: stops accepting, answers idle sessions 421 4.3.2,
+ * lets transactions in progress finish within TIMEOUT_SHUTDOWN, waits for
+ * deliveries under way, closes every handle, then calls `close_cb` and
+ * frees the server. Messages still in the spool are delivered on the next
+ * start.
+ */
+MAILD_EXTERN void maild_server_close(maild_server *srv,
+                                     void (*close_cb)(maild_server *srv,
+                                                      void *user_data));
+
+/* Sessions open now (for tests and metrics). */
+MAILD_EXTERN size_t maild_server_sessions(const maild_server *srv);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,260 @@
+/*
+ * TCP connections on libuv (see conn.h). Writes first try uv_try_write,
+ * which on a loopback or an idle socket sends a reply with no copy and no
+ * callback; what does not fit waits in `wq` and leaves in one uv_write
+ * from `wf` when the previous write completed. Closing closes the socket
+ * and the timer; the last close callback frees everything (libuv's rule:
+ * memory of a handle is reused only after its close callback).
+ */
+#include "io/conn.h"
+
+#include "core/mem.h"
+#include "maild/error.h"
+
+#include <string.h>
+
+#define READ_BUF  65536
+#define WRITE_MAX (64u * 1024u * 1024u)
+
+struct maild_conn {
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  uv_write_t wreq;
+  uv_shutdown_t sreq;
+  maild_mem mem;
+  maild_conn_cb cb;
+  void *ud;
+  maild_buf wq; /* queued output */
+  maild_buf wf; /* output in flight */
+  int writing;
+  int reading;
+  int closing;
+  int close_after_flush;
+  int handles_open;
+  char peer[64];
+  uint8_t rbuf[READ_BUF];
+};
+
+static void on_handle_closed(uv_handle_t *h) {
+  maild_conn *c = h->data;
+
+  if (--c->handles_open > 0)
+    return;
+  if (c->cb.on_close != NULL)
+    c->cb.on_close(c, c->ud);
+  maild__buf_free(&c->wq, &c->mem);
+  maild__buf_free(&c->wf, &c->mem);
+  maild__free(&c->mem, c);
+}
+
+static void on_timer(uv_timer_t *t) {
+  maild_conn *c = t->data;
+
+  if (!c->closing && c->cb.on_timeout != NULL)
+    c->cb.on_timeout(c, c->ud);
+}
+
+int maild__conn_new(maild_conn **out, uv_loop_t *loop, const maild_conn_cb *cb,
+                    void *ud, const maild_mem *mem) {
+  maild_mem m;
+  maild_conn *c;
+
+  maild__mem_init(&m, mem);
+  c = maild__calloc(&m, 1, sizeof(*c));
+  if (c == NULL)
+    return MAILD_ERR_NOMEM;
+  c->mem = m;
+  c->cb = *cb;
+  c->ud = ud;
+  maild__buf_init(&c->wq, WRITE_MAX);
+  maild__buf_init(&c->wf, WRITE_MAX);
+  if (uv_tcp_init(loop, &c->tcp) != 0) {
+    maild__free(&m, c);
+    return MAILD_ERR_IO;
+  }
+  uv_timer_init(loop, &c->timer);
+  c->tcp.data = c;
+  c->timer.data = c;
+  c->handles_open = 2;
+  *out = c;
+  return 0;
+}
+
+void maild__conn_rebind(maild_conn *c, const maild_conn_cb *cb, void *ud) {
+  c->cb = *cb;
+  c->ud = ud;
+}
+
+uv_stream_t *maild__conn_stream(maild_conn *c) {
+  return (uv_stream_t *)&c->tcp;
+}
+
+static void peer_name(maild_conn *c) {
+  struct sockaddr_storage ss;
+  int len = sizeof(ss);
+
+  c->peer[0] = '\0';
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
+    return;
+  if (ss.ss_family == AF_INET)
+    uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof(c->peer));
+  else if (ss.ss_family == AF_INET6)
+    uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof(c->peer));
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  maild_conn *c = h->data;
+
+  (void)hint;
+  buf->base = (char *)c->rbuf;
+  buf->len = sizeof(c->rbuf);
+}
+
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
+  maild_conn *c = st->data;
+
+  (void)buf;
+  if (c->closing || n == 0)
+    return;
+  if (n < 0) {
+    maild__conn_read(c, 0);
+    if (c->cb.on_eof != NULL)
+      c->cb.on_eof(c, n == UV_EOF ? 0 : MAILD_ERR_IO, c->ud);
+    return;
+  }
+  c->cb.on_read(c, c->rbuf, (size_t)n, c->ud);
+}
+
+int maild__conn_start(maild_conn *c) {
+  uv_tcp_nodelay(&c->tcp, 1);
+  peer_name(c);
+  c->reading = 1;
+  return uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0
+             ? 0
+             : MAILD_ERR_IO;
+}
+
+void maild__conn_read(maild_conn *c, int on) {
+  if (c->closing || on == c->reading)
+    return;
+  c->reading = on;
+  if (on)
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  else
+    uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  (void)status;
+  maild__conn_close(req->data);
+}
+
+static void flush_done(maild_conn *c) {
+  if (c->close_after_flush) {
+    c->sreq.data = c;
+    if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) != 0)
+      maild__conn_close(c);
+    return;
+  }
+  if (c->cb.on_drain != NULL)
+    c->cb.on_drain(c, c->ud);
+}
+
+static void start_write(maild_conn *c);
+
+static void on_write(uv_write_t *req, int status) {
+  maild_conn *c = req->data;
+
+  c->writing = 0;
+  maild__buf_clear(&c->wf);
+  if (c->closing)
+    return;
+  if (status != 0) {
+    if (c->cb.on_eof != NULL)
+      c->cb.on_eof(c, MAILD_ERR_IO, c->ud);
+    return;
+  }
+  if (maild__buf_used(&c->wq) > 0)
+    start_write(c);
+  else
+    flush_done(c);
+}
+
+static void start_write(maild_conn *c) {
+  maild_buf t = c->wf;
+  uv_buf_t b;
+
+  c->wf = c->wq;
+  c->wq = t;
+  b.base = (char *)maild__buf_peek(&c->wf);
+  b.len = maild__buf_used(&c->wf);
+  c->wreq.data = c;
+  c->writing = 1;
+  if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
+    c->writing = 0;
+    if (c->cb.on_eof != NULL)
+      c->cb.on_eof(c, MAILD_ERR_IO, c->ud);
+  }
+}
+
+int maild__conn_write(maild_conn *c, const uint8_t *data, size_t len) {
+  int err;
+
+  if (c->closing)
+    return MAILD_ERR_IO;
+  if (len == 0)
+    return 0;
+  if (!c->writing && maild__buf_used(&c->wq) == 0) {
+    uv_buf_t b = uv_buf_init((char *)(uintptr_t)data, (unsigned)len);
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (n == (int)len)
+      return 0;
+    if (n > 0) {
+      data += n;
+      len -= (size_t)n;
+    } else if (n != UV_EAGAIN && n != UV_ENOSYS) {
+      return MAILD_ERR_IO;
+    }
+  }
+  err = maild__buf_append(&c->wq, &c->mem, data, len);
+  if (err != 0)
+    return err;
+  if (!c->writing)
+    start_write(c);
+  return 0;
+}
+
+size_t maild__conn_pending(const maild_conn *c) {
+  return maild__buf_used(&c->wq) + maild__buf_used(&c->wf);
+}
+
+void maild__conn_deadline(maild_conn *c, uint64_t ms) {
+  if (c->closing)
+    return;
+  if (ms == 0)
+    uv_timer_stop(&c->timer);
+  else
+    uv_timer_start(&c->timer, on_timer, ms, 0);
+}
+
+void maild__conn_close(maild_conn *c) {
+  if (c->closing)
+    return;
+  c->closing = 1;
+  uv_timer_stop(&c->timer);
+  uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+  uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+}
+
+void maild__conn_close_after_flush(maild_conn *c) {
+  if (c->closing || c->close_after_flush)
+    return;
+  c->close_after_flush = 1;
+  maild__conn_read(c, 0);
+  if (!c->writing && maild__buf_used(&c->wq) == 0)
+    flush_done(c);
+}
+
+const char *maild__conn_peer(const maild_conn *c) {
+  return c->peer;
+}

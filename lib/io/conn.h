@@ -1,0 +1,69 @@
+/*
+ * A TCP connection on libuv: reads into one reusable buffer, writes through
+ * a two-buffer queue (one being filled, one in flight) so output never
+ * needs an allocation per reply, and carries one deadline timer. The
+ * protocol on top sees only octets and a few events; TLS will slot in
+ * between (lib/io is the only layer that touches libuv and mbedTLS).
+ */
+#ifndef MAILD_IO_CONN_H
+#define MAILD_IO_CONN_H
+
+#include <uv.h>
+
+#include "maild/common.h"
+#include "core/buf.h"
+
+typedef struct maild_conn maild_conn;
+
+typedef struct maild_conn_cb {
+  /* Octets from the peer; valid only during the call. */
+  void (*on_read)(maild_conn *c, const uint8_t *data, size_t len, void *ud);
+  /* The peer closed (err 0) or the connection failed (err < 0). */
+  void (*on_eof)(maild_conn *c, int err, void *ud);
+  /* Everything queued has been written. */
+  void (*on_drain)(maild_conn *c, void *ud);
+  /* The deadline set with maild__conn_deadline() passed. */
+  void (*on_timeout)(maild_conn *c, void *ud);
+  /* All handles are closed; the connection is freed after this returns. */
+  void (*on_close)(maild_conn *c, void *ud);
+} maild_conn_cb;
+
+/* Creates the handles on `loop`. Returns 0, MAILD_ERR_NOMEM or
+   MAILD_ERR_IO. */
+int maild__conn_new(maild_conn **out, uv_loop_t *loop, const maild_conn_cb *cb,
+                    void *ud, const maild_mem *mem);
+
+/* Replaces the callbacks and their user data (e.g. once a session takes
+   over an accepted connection). */
+void maild__conn_rebind(maild_conn *c, const maild_conn_cb *cb, void *ud);
+
+/* The stream to pass to uv_accept(). */
+uv_stream_t *maild__conn_stream(maild_conn *c);
+
+/* Starts reading after a successful accept and records the peer address.
+   Returns 0 or MAILD_ERR_IO. */
+int maild__conn_start(maild_conn *c);
+
+/* Starts or stops reading (idempotent). */
+void maild__conn_read(maild_conn *c, int on);
+
+/* Queues octets (copied). Returns 0, MAILD_ERR_NOMEM or MAILD_ERR_IO. */
+int maild__conn_write(maild_conn *c, const uint8_t *data, size_t len);
+
+/* Octets queued and not yet written. */
+size_t maild__conn_pending(const maild_conn *c);
+
+/* Arms the deadline `ms` milliseconds from now; 0 disarms it. */
+void maild__conn_deadline(maild_conn *c, uint64_t ms);
+
+/* Closes the connection; pending output is dropped. on_close follows. */
+void maild__conn_close(maild_conn *c);
+
+/* Shuts down the sending side once the pending output is written, then
+   closes. */
+void maild__conn_close_after_flush(maild_conn *c);
+
+/* Peer address as text ("192.0.2.1", "2001:db8::1"); "" before start. */
+const char *maild__conn_peer(const maild_conn *c);
+
+#endif

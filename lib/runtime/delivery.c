@@ -1,0 +1,544 @@
+/*
+ * Delivery: from an accepted body to mailboxes, on libuv's worker pool.
+ *
+ * One job per message does the durable part in order: write the spool
+ * file (Return-Path, Received, body), commit it (fsync, rename, directory
+ * fsync), then deliver to each local mailbox through the store (a hard
+ * link of the spool file when they share a filesystem), then remove the
+ * spool entry. The client's 250 waits for the whole job, so "250" means
+ * "in the spool, and in the mailboxes unless a mailbox failed". When no
+ * mailbox took the message, the entry is removed and the client gets the
+ * failure (quota: 452 4.2.2 or 552 5.2.2; disk: 451/452), so nothing
+ * partial is left. When some did, the rest stay in the spool with their
+ * state recorded and are retried. At start, the spool is rescanned and
+ * whatever it holds is delivered (at least once: a crash may repeat a
+ * delivery, never lose one).
+ */
+#include "runtime/server_int.h"
+
+#include "core/mem.h"
+#include "maild/error.h"
+#include "proto/received.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define RETRY_MS (5u * 60u * 1000u)
+
+delivery *maild__delivery_new(maild_server *srv) {
+  delivery *d = maild__calloc(&srv->mem, 1, sizeof(*d));
+
+  if (d == NULL)
+    return NULL;
+  d->srv = srv;
+  d->rand_state = maild__server_random(srv) | 1u;
+  maild__buf_init(&d->body, SIZE_MAX / 2);
+  return d;
+}
+
+void maild__delivery_free(delivery *d) {
+  maild_mem *m;
+  size_t i;
+
+  if (d == NULL)
+    return;
+  m = &d->srv->mem;
+  maild__spool_abort(d->writer);
+  for (i = 0; i < d->nrcpts; i++) {
+    maild__free(m, d->rcpts[i].addr);
+    maild__free(m, d->rcpts[i].orig);
+    maild__free(m, d->rcpts[i].domain);
+    maild__free(m, d->rcpts[i].local);
+  }
+  maild__free(m, d->rcpts);
+  maild__buf_free(&d->body, m);
+  maild__free(m, d->sender);
+  maild__free(m, d->helo);
+  maild__free(m, d->peer);
+  maild__free(m, d->tls_info);
+  maild__free(m, d);
+}
+
+int maild__delivery_add_rcpt(delivery *d, const char *orig, const char *domain,
+                             size_t dlen, const char *local, size_t llen) {
+  maild_mem *m = &d->srv->mem;
+  delivery_rcpt *r;
+  size_t i;
+
+  r = maild__realloc(m, d->rcpts, (d->nrcpts + 1) * sizeof(*r));
+  if (r == NULL)
+    return MAILD_ERR_NOMEM;
+  d->rcpts = r;
+  r = &d->rcpts[d->nrcpts];
+  memset(r, 0, sizeof(*r));
+  r->addr = maild__malloc(m, llen + dlen + 2);
+  r->orig = maild__strndup(m, orig, strlen(orig));
+  r->domain = maild__strndup(m, domain, dlen);
+  r->local = maild__strndup(m, local, llen);
+  if (r->addr == NULL || r->orig == NULL || r->domain == NULL ||
+      r->local == NULL) {
+    maild__free(m, r->addr);
+    maild__free(m, r->orig);
+    maild__free(m, r->domain);
+    maild__free(m, r->local);
+    return MAILD_ERR_NOMEM;
+  }
+  for (i = 0; i < dlen; i++) {
+    if (r->domain[i] >= 'A' && r->domain[i] <= 'Z')
+      r->domain[i] = (char)(r->domain[i] + 32);
+  }
+  memcpy(r->addr, local, llen);
+  r->addr[llen] = '@';
+  memcpy(r->addr + llen + 1, r->domain, dlen + 1);
+  if (strcmp(r->orig, r->addr) == 0)
+    r->orig[0] = '\0';
+  d->nrcpts++;
+  return 0;
+}
+
+/* ---- Worker-thread side ---- */
+
+static uint32_t next_random(void *ud) {
+  delivery *d = ud;
+  uint32_t x = d->rand_state;
+
+  x ^= x << 13;
+  x ^= x >> 17;
+  x ^= x << 5;
+  d->rand_state = x;
+  return x;
+}
+
+static void refuse(delivery *d, int code, const char *enh, const char *text) {
+  d->result = MAILD_ERR_IO;
+  d->reply_code = code;
+  d->reply_enh = enh;
+  d->reply_text = text;
+}
+
+static void refuse_io(delivery *d, int sys_errno) {
+  d->sys_errno = sys_errno;
+  if (sys_errno == ENOSPC || sys_errno == EDQUOT)
+    refuse(d, 452, "4.3.1", "Error: insufficient system storage");
+  else
+    refuse(d, 451, "4.3.0", "Error: local error in processing");
+}
+
+/* Creates the spool file and writes the trace headers (RFC 5321 4.4). */
+static int open_writer(delivery *d) {
+  maild_server *srv = d->srv;
+  maild_received_info ri;
+  char head[4096];
+  size_t rp, n;
+  int err;
+
+  err = maild__spool_begin(srv->spool, d->arrival_usec, next_random, d,
+                           &d->writer);
+  if (err != 0)
+    return err;
+  rp = (size_t)snprintf(head, sizeof(head), "Return-Path: <%s>\r\n", d->sender);
+  if (rp >= sizeof(head))
+    return MAILD_ERR_TOO_LONG;
+  memset(&ri, 0, sizeof(ri));
+  ri.helo = d->helo;
+  ri.client_addr = d->peer;
+  ri.hostname = srv->hostname;
+  ri.id = maild__spool_writer_id(d->writer);
+  ri.for_rcpt = d->nrcpts == 1 ? d->rcpts[0].addr : NULL;
+  ri.tls_info = d->tls_info;
+  ri.time = d->arrival_usec / 1000000;
+  ri.esmtp = d->esmtp;
+  ri.tls = d->tls;
+  ri.auth = d->auth;
+  ri.smtputf8 = d->smtputf8;
+  n = maild__received_format(head + rp, sizeof(head) - rp, &ri);
+  if (n >= sizeof(head) - rp)
+    return MAILD_ERR_TOO_LONG;
+  d->return_path_len = (uint32_t)rp;
+  d->msg_size = rp + n;
+  return maild__spool_write(d->writer, head, rp + n);
+}
+
+/* Moves the buffered body into the spool file. */
+static int write_body(delivery *d) {
+  int err = 0;
+
+  if (d->writer == NULL)
+    err = open_writer(d);
+  if (err == 0)
+    err = maild__spool_write(d->writer, maild__buf_peek(&d->body),
+                             maild__buf_used(&d->body));
+  d->msg_size += maild__buf_used(&d->body);
+  maild__buf_clear(&d->body);
+  return err;
+}
+
+static int commit(delivery *d) {
+  maild_mem *m = &d->srv->mem;
+  maild_envelope env;
+  maild_envelope_rcpt *er;
+  size_t i;
+  int err;
+
+  er = maild__calloc(m, d->nrcpts, sizeof(*er));
+  if (er == NULL)
+    return MAILD_ERR_NOMEM;
+  for (i = 0; i < d->nrcpts; i++) {
+    er[i].addr = d->rcpts[i].addr;
+    er[i].orcpt_type = d->rcpts[i].orig[0] ? "rfc822" : "";
+    er[i].orcpt = d->rcpts[i].orig;
+  }
+  memset(&env, 0, sizeof(env));
+  env.sender = d->sender;
+  env.client_addr = d->peer;
+  env.client_helo = d->helo;
+  env.smtputf8 = d->smtputf8;
+  env.msg_size = d->msg_size;
+  env.return_path_len = d->return_path_len;
+  env.nrcpt = d->nrcpts;
+  env.rcpt = er;
+  err = maild__spool_commit(d->writer, &env, d->id);
+  d->writer = NULL;
+  maild__free(m, er);
+  return err;
+}
+
+/* Delivers to every pending recipient; returns how many are done. */
+static size_t deliver_all(delivery *d) {
+  maild_server *srv = d->srv;
+  maild_store_message msg;
+  maild_store_result res;
+  char name[MAILD_SPOOL_NAME_SIZE];
+  size_t i, done = 0;
+  int fd;
+
+  if (maild__spool_open_msg(srv->spool, d->id, &fd) != 0 ||
+      maild__spool_msg_name(d->id, name) != 0) {
+    for (i = 0; i < d->nrcpts; i++) {
+      if (!d->rcpts[i].done) {
+        d->rcpts[i].status = MAILD_ERR_IO;
+        d->rcpts[i].sys_errno = errno;
+      }
+    }
+    return 0;
+  }
+  msg.fd = fd;
+  msg.size = d->msg_size;
+  msg.link_dirfd = maild__spool_queue_fd(srv->spool);
+  msg.link_name = name;
+  msg.queue_id = d->id;
+  for (i = 0; i < d->nrcpts; i++) {
+    delivery_rcpt *r = &d->rcpts[i];
+    if (r->done) {
+      done++;
+      continue;
+    }
+    r->status =
+        maild_store_deliver(srv->store, &msg, r->domain, strlen(r->domain),
+                            r->local, strlen(r->local), &res);
+    r->sys_errno = res.sys_errno;
+    r->done = r->status == 0;
+    done += (size_t)r->done;
+  }
+  close(fd);
+  return done;
+}
+
+/* Nobody got the message: the client's answer says why. */
+static void refuse_delivery(delivery *d) {
+  size_t i;
+  int temp = 0, quota = 0, unknown = 0;
+
+  for (i = 0; i < d->nrcpts; i++) {
+    int st = d->rcpts[i].status;
+    quota |= st == MAILD_ERR_LIMIT;
+    unknown |= st == MAILD_ERR_NOT_FOUND || st == MAILD_ERR_INVAL;
+    temp |= st != MAILD_ERR_LIMIT && st != MAILD_ERR_NOT_FOUND &&
+            st != MAILD_ERR_INVAL;
+  }
+  if (temp)
+    refuse_io(d, d->rcpts[0].sys_errno);
+  else if (quota && d->srv->quota_permanent)
+    refuse(d, 552, "5.2.2", "Error: mailbox full");
+  else if (quota)
+    refuse(d, 452, "4.2.2", "Error: mailbox full");
+  else if (unknown)
+    refuse(d, 550, "5.1.1", "Error: mailbox unavailable");
+}
+
+/* Records the recipients' state so a retry skips those done. */
+static void record_progress(delivery *d) {
+  maild_envelope *env;
+  size_t i;
+
+  if (maild__spool_load(d->srv->spool, d->id, &env) != 0)
+    return;
+  for (i = 0; i < env->nrcpt && i < d->nrcpts; i++) {
+    if (d->rcpts[i].done)
+      env->rcpt[i].state = MAILD_RCPT_DONE;
+  }
+  maild__spool_update(d->srv->spool, env);
+  maild__spool_envelope_free(d->srv->spool, env);
+}
+
+static void finish_attempt(delivery *d, size_t done, int first) {
+  if (done == d->nrcpts) {
+    maild__spool_remove(d->srv->spool, d->id);
+    d->retry_later = 0;
+    return;
+  }
+  if (done == 0 && first) {
+    /* Un-commit: the client is told, and nothing is left half done. */
+    maild__spool_remove(d->srv->spool, d->id);
+    refuse_delivery(d);
+    return;
+  }
+  if (done > 0)
+    record_progress(d);
+  d->retry_later = 1;
+}
+
+static void run_work(uv_work_t *req) {
+  delivery *d = req->data;
+  int err;
+
+  if (d->result != 0) {
+    refuse_io(d, d->writer ? maild__spool_writer_errno(d->writer) : 0);
+    return;
+  }
+  err = write_body(d);
+  if (err == 0)
+    err = commit(d);
+  if (err != 0) {
+    refuse_io(d, err == MAILD_ERR_IO ? errno : 0);
+    return;
+  }
+  finish_attempt(d, deliver_all(d), 1);
+}
+
+static void flush_work(uv_work_t *req) {
+  delivery *d = req->data;
+
+  if (write_body(d) != 0)
+    d->result = MAILD_ERR_IO;
+}
+
+static void retry_work(uv_work_t *req) {
+  delivery *d = req->data;
+
+  finish_attempt(d, deliver_all(d), 0);
+}
+
+/* ---- Loop-thread side ---- */
+
+void maild__delivery_log(delivery *d) {
+  maild_server *srv = d->srv;
+  uv_timeval64_t tv;
+  double delay;
+  size_t i;
+
+  uv_gettimeofday(&tv);
+  delay = (double)(tv.tv_sec * 1000000 + tv.tv_usec - d->arrival_usec) / 1e6;
+  for (i = 0; i < d->nrcpts; i++) {
+    delivery_rcpt *r = &d->rcpts[i];
+    const char *status = r->status == 0
+                             ? "sent (delivered to mailbox)"
+                             : (d->retry_later ? "deferred" : "refused");
+    if (r->logged)
+      continue; /* delivered in an earlier attempt */
+    maild__log(srv, r->status == 0 ? MAILD_LOG_INFO : MAILD_LOG_WARNING,
+               "%s: to=<%s>%s%s%s, relay=local, delay=%.2f, status=%s%s%s",
+               d->id, r->addr, r->orig[0] ? ", orig_to=<" : "", r->orig,
+               r->orig[0] ? ">" : "", delay, status, r->status != 0 ? " " : "",
+               r->status != 0 ? maild_strerror(r->status) : "");
+    r->logged = r->done;
+  }
+}
+
+static void job_done(uv_work_t *req, int status) {
+  delivery *d = req->data;
+  maild_server *srv = d->srv;
+
+  (void)status;
+  srv->jobs--;
+  d->done(d, d->ud);
+  maild__server_maybe_closed(srv);
+}
+
+static int queue_job(delivery *d, uv_work_cb work,
+                     void (*done)(delivery *d, void *ud), void *ud) {
+  d->req.data = d;
+  d->done = done;
+  d->ud = ud;
+  if (uv_queue_work(d->srv->loop, &d->req, work, job_done) != 0)
+    return MAILD_ERR_IO;
+  d->srv->jobs++;
+  return 0;
+}
+
+int maild__delivery_run(delivery *d, void (*done)(delivery *d, void *ud),
+                        void *ud) {
+  return queue_job(d, run_work, done, ud);
+}
+
+int maild__delivery_flush(delivery *d, void (*done)(delivery *d, void *ud),
+                          void *ud) {
+  return queue_job(d, flush_work, done, ud);
+}
+
+static void on_retry_timer(uv_timer_t *t);
+
+static void arm_retry(maild_server *srv) {
+  if (srv->retry != NULL && !srv->closing &&
+      !uv_is_active((uv_handle_t *)&srv->retry_timer))
+    uv_timer_start(&srv->retry_timer, on_retry_timer, RETRY_MS, 0);
+}
+
+void maild__delivery_done(delivery *d) {
+  maild_server *srv = d->srv;
+
+  if (!d->retry_later || srv->closing) {
+    maild__delivery_free(d);
+    return;
+  }
+  d->next = srv->retry;
+  srv->retry = d;
+  arm_retry(srv);
+}
+
+static void retried(delivery *d, void *ud) {
+  (void)ud;
+  maild__delivery_log(d);
+  maild__delivery_done(d);
+}
+
+static void on_retry_timer(uv_timer_t *t) {
+  maild_server *srv = t->data;
+  delivery *d = srv->retry, *next;
+
+  srv->retry = NULL;
+  for (; d != NULL; d = next) {
+    next = d->next;
+    d->next = NULL;
+    if (queue_job(d, retry_work, retried, NULL) != 0)
+      maild__delivery_done(d);
+  }
+}
+
+/* ---- Rescan at start ---- */
+
+typedef struct rescan {
+  maild_server *srv;
+  uv_work_t req;
+  delivery *found; /* valid entries, as deliveries */
+  size_t valid, set_aside;
+  maild_buf log; /* lines for the set-aside files, NUL-separated */
+  int err;
+} rescan;
+
+static delivery *from_envelope(maild_server *srv, const maild_envelope *env) {
+  delivery *d = maild__delivery_new(srv);
+  size_t i;
+
+  if (d == NULL)
+    return NULL;
+  memcpy(d->id, env->id,
+         sizeof(d->id) < sizeof(env->id) ? sizeof(d->id) : sizeof(env->id));
+  d->msg_size = env->msg_size;
+  d->arrival_usec = env->arrival_usec;
+  d->sender = maild__strndup(&srv->mem, env->sender, strlen(env->sender));
+  if (d->sender == NULL)
+    goto fail;
+  for (i = 0; i < env->nrcpt; i++) {
+    const char *a = env->rcpt[i].addr, *at = strrchr(a, '@');
+    if (at == NULL ||
+        maild__delivery_add_rcpt(d, env->rcpt[i].orcpt, at + 1, strlen(at + 1),
+                                 a, (size_t)(at - a)) != 0)
+      goto fail;
+    d->rcpts[i].done = env->rcpt[i].state != MAILD_RCPT_PENDING;
+    d->rcpts[i].logged = d->rcpts[i].done;
+  }
+  return d;
+fail:
+  maild__delivery_free(d);
+  return NULL;
+}
+
+static int on_found(maild_spool_scan_item *it, void *ud) {
+  rescan *r = ud;
+  char line[512];
+  int n;
+
+  if (it->kind == MAILD_SPOOL_VALID) {
+    delivery *d = from_envelope(r->srv, it->env);
+    if (d == NULL)
+      return MAILD_ERR_NOMEM;
+    d->next = r->found;
+    r->found = d;
+    r->valid++;
+    return 0;
+  }
+  r->set_aside++;
+  n = snprintf(line, sizeof(line), "spool: set aside %s (%s) as corrupt/%s",
+               it->name, it->reason ? it->reason : "?",
+               it->moved_to ? it->moved_to : "?");
+  if (n > 0 && r->log.len < 64 * 1024)
+    maild__buf_append(&r->log, &r->srv->mem, line, (size_t)n + 1);
+  return 0;
+}
+
+static void rescan_work(uv_work_t *req) {
+  rescan *r = req->data;
+  delivery *d;
+
+  r->err = maild__spool_scan(r->srv->spool, on_found, r);
+  for (d = r->found; d != NULL; d = d->next)
+    finish_attempt(d, deliver_all(d), 0);
+}
+
+static void rescan_done(uv_work_t *req, int status) {
+  rescan *r = req->data;
+  maild_server *srv = r->srv;
+  delivery *d, *next;
+  size_t off = 0;
+
+  (void)status;
+  srv->jobs--;
+  while (off < maild__buf_used(&r->log)) {
+    const char *line = (const char *)maild__buf_peek(&r->log) + off;
+    maild__log(srv, MAILD_LOG_WARNING, "%s", line);
+    off += strlen(line) + 1;
+  }
+  if (r->err != 0)
+    maild__log(srv, MAILD_LOG_ERROR, "spool: scan failed: %s",
+               maild_strerror(r->err));
+  maild__log(srv, MAILD_LOG_INFO, "spool: %zu message(s) found, %zu set aside",
+             r->valid, r->set_aside);
+  for (d = r->found; d != NULL; d = next) {
+    next = d->next;
+    d->next = NULL;
+    maild__delivery_log(d);
+    maild__delivery_done(d);
+  }
+  maild__buf_free(&r->log, &srv->mem);
+  maild__free(&srv->mem, r);
+  maild__server_maybe_closed(srv);
+}
+
+int maild__delivery_rescan(maild_server *srv) {
+  rescan *r = maild__calloc(&srv->mem, 1, sizeof(*r));
+
+  if (r == NULL)
+    return MAILD_ERR_NOMEM;
+  r->srv = srv;
+  r->req.data = r;
+  maild__buf_init(&r->log, 128 * 1024);
+  if (uv_queue_work(srv->loop, &r->req, rescan_work, rescan_done) != 0) {
+    maild__free(&srv->mem, r);
+    return MAILD_ERR_IO;
+  }
+  srv->jobs++;
+  return 0;
+}

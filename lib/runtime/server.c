@@ -1,0 +1,349 @@
+/*
+ * The server runtime: listeners, connection caps, logging and graceful
+ * shutdown. A connection over the total or per-address cap is answered
+ * "421 4.7.0" and closed before any session exists (TESTPLAN L2); every
+ * other connection gets an SMTP session (smtp_session.c).
+ */
+#include "runtime/server_int.h"
+
+#include "core/mem.h"
+#include "maild/error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+void maild__log(maild_server *srv, maild_log_level level, const char *fmt,
+                ...) {
+  char line[2048];
+  va_list ap;
+
+  if (srv->cb.on_log == NULL)
+    return;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof(line), fmt, ap);
+  va_end(ap);
+  srv->cb.on_log(srv, level, line, srv->user_data);
+}
+
+/* Queue-id randomness (uniqueness, not secrecy): xorshift32. */
+uint32_t maild__server_random(maild_server *srv) {
+  uint32_t x = srv->rng;
+
+  x ^= x << 13;
+  x ^= x >> 17;
+  x ^= x << 5;
+  srv->rng = x;
+  return x;
+}
+
+static int copy_options(maild_server *srv, const maild_options *opt) {
+  const char *host = maild_options_get_string(opt, MAILD_OPT_HOSTNAME);
+  int err = maild_options_new(&srv->opt, &srv->mem);
+  int i;
+
+  if (err != 0)
+    return err;
+  for (i = 0; i < MAILD_OPT__COUNT; i++) {
+    const char *s = maild_options_get_string(opt, (maild_option)i);
+    if (s != NULL)
+      err = maild_options_set_string(srv->opt, (maild_option)i, s);
+    else
+      err =
+          maild_options_set_uint(srv->opt, (maild_option)i,
+                                 maild_options_get_uint(opt, (maild_option)i));
+    if (err != 0 && err != MAILD_ERR_INVAL)
+      return err;
+  }
+  if (host == NULL)
+    host = "localhost";
+  srv->hostname = maild__strndup(&srv->mem, host, strlen(host));
+  if (srv->hostname == NULL)
+    return MAILD_ERR_NOMEM;
+#define U(name) maild_options_get_uint(opt, MAILD_OPT_##name)
+  srv->timeout_command = U(TIMEOUT_COMMAND);
+  srv->timeout_data = U(TIMEOUT_DATA);
+  srv->timeout_shutdown = U(TIMEOUT_SHUTDOWN);
+  srv->max_conn = U(MAX_CONNECTIONS);
+  srv->max_conn_ip = U(MAX_CONNECTIONS_PER_IP);
+  srv->body_memory = U(BODY_MEMORY);
+  srv->quota_permanent = U(QUOTA_PERMANENT) != 0;
+#undef U
+  /* Sessions greet only after the runtime accepted the connection. */
+  return maild_options_set_uint(srv->opt, MAILD_OPT_DEFER_GREETING, 0);
+}
+
+int maild_server_new(maild_server **out, uv_loop_t *loop,
+                     const maild_server_callbacks *cb, void *user_data,
+                     const maild_options *opt, const maild_mem *mem) {
+  maild_mem m;
+  maild_server *srv;
+  int err;
+
+  if (out == NULL || loop == NULL)
+    return MAILD_ERR_INVAL;
+  maild__mem_init(&m, mem);
+  srv = maild__calloc(&m, 1, sizeof(*srv));
+  if (srv == NULL)
+    return MAILD_ERR_NOMEM;
+  srv->mem = m;
+  srv->loop = loop;
+  if (cb != NULL)
+    srv->cb = *cb;
+  srv->user_data = user_data;
+  srv->rng = (uint32_t)uv_hrtime() ^ (uint32_t)(uintptr_t)srv ^ 0x9e3779b9u;
+  if (srv->rng == 0)
+    srv->rng = 1;
+  err = copy_options(srv, opt);
+  if (err != 0) {
+    maild_options_del(srv->opt);
+    maild__free(&m, srv->hostname);
+    maild__free(&m, srv);
+    return err;
+  }
+  uv_timer_init(loop, &srv->retry_timer);
+  uv_timer_init(loop, &srv->shutdown_timer);
+  srv->retry_timer.data = srv;
+  srv->shutdown_timer.data = srv;
+  srv->handles_open = 2;
+  *out = srv;
+  return 0;
+}
+
+int maild_server_set_spool(maild_server *srv, const char *dir) {
+  maild_spool *sp;
+  int err = maild__spool_open(&sp, dir, NULL, &srv->mem);
+
+  if (err != 0)
+    return err;
+  maild__spool_close(srv->spool);
+  srv->spool = sp;
+  return 0;
+}
+
+void maild_server_set_store(maild_server *srv, maild_store *st) {
+  srv->store = st;
+}
+
+void maild_server_set_directory(maild_server *srv, const maild_directory *dir) {
+  srv->directory = dir;
+}
+
+size_t maild_server_sessions(const maild_server *srv) {
+  return srv->nsessions;
+}
+
+/* ---- Connection caps (TESTPLAN L2) ---- */
+
+static ip_count *ip_find(maild_server *srv, const char *addr) {
+  ip_count *c;
+
+  for (c = srv->ips; c != NULL; c = c->next) {
+    if (strcmp(c->addr, addr) == 0)
+      return c;
+  }
+  return NULL;
+}
+
+static int ip_take(maild_server *srv, const char *addr) {
+  ip_count *c = ip_find(srv, addr);
+
+  if (c == NULL) {
+    c = maild__calloc(&srv->mem, 1, sizeof(*c));
+    if (c == NULL)
+      return MAILD_ERR_NOMEM;
+    snprintf(c->addr, sizeof(c->addr), "%s", addr);
+    c->next = srv->ips;
+    srv->ips = c;
+  }
+  c->n++;
+  return 0;
+}
+
+static void ip_release(maild_server *srv, const char *addr) {
+  ip_count **pp, *c;
+
+  for (pp = &srv->ips; (c = *pp) != NULL; pp = &c->next) {
+    if (strcmp(c->addr, addr) != 0)
+      continue;
+    if (--c->n == 0) {
+      *pp = c->next;
+      maild__free(&srv->mem, c);
+    }
+    return;
+  }
+}
+
+void maild__server_session_gone(maild_server *srv, smtp_session *s,
+                                const char *peer) {
+  (void)s;
+  srv->nsessions--;
+  ip_release(srv, peer);
+  maild__server_maybe_closed(srv);
+}
+
+/* A refused connection: one 421 line, then close. */
+static void on_refused_close(maild_conn *c, void *ud) {
+  (void)c;
+  (void)ud;
+}
+
+static void on_refused_eof(maild_conn *c, int err, void *ud) {
+  (void)err;
+  (void)ud;
+  maild__conn_close(c);
+}
+
+static void refuse(maild_server *srv, maild_conn *c, const char *why) {
+  char line[512];
+  int n = snprintf(line, sizeof(line), "421 4.7.0 %s Error: %s\r\n",
+                   srv->hostname, why);
+
+  maild__log(srv, MAILD_LOG_WARNING, "connect from [%s] refused: %s",
+             maild__conn_peer(c), why);
+  if (maild__conn_write(c, (const uint8_t *)line, (size_t)n) != 0)
+    maild__conn_close(c);
+  else
+    maild__conn_close_after_flush(c);
+}
+
+static void on_connection(maild_listener *l, void *ud) {
+  listener_slot *slot = ud;
+  maild_server *srv = slot->srv;
+  static const maild_conn_cb refused_cb = {NULL, on_refused_eof, NULL, NULL,
+                                           on_refused_close};
+  maild_conn *c;
+  const char *peer;
+  ip_count *ipc;
+
+  if (maild__conn_new(&c, srv->loop, &refused_cb, NULL, &srv->mem) != 0)
+    return;
+  if (uv_accept(maild__listener_stream(l), maild__conn_stream(c)) != 0 ||
+      maild__conn_start(c) != 0) {
+    maild__conn_close(c);
+    return;
+  }
+  peer = maild__conn_peer(c);
+  ipc = ip_find(srv, peer);
+  if (srv->closing)
+    refuse(srv, c, "server shutting down");
+  else if (srv->nsessions >= srv->max_conn)
+    refuse(srv, c, "too many connections");
+  else if (ipc != NULL && ipc->n >= srv->max_conn_ip)
+    refuse(srv, c, "too many connections from your address");
+  else if (ip_take(srv, peer) != 0)
+    refuse(srv, c, "insufficient resources");
+  else if (maild__smtp_session_start(srv, c, peer) != 0) {
+    ip_release(srv, peer);
+    refuse(srv, c, "insufficient resources");
+  } else
+    srv->nsessions++;
+}
+
+int maild_server_listen(maild_server *srv, maild_service service,
+                        const char *addr, int port, int *bound_port) {
+  listener_slot *slot;
+  int err;
+
+  if (srv == NULL || addr == NULL || srv->closing)
+    return MAILD_ERR_INVAL;
+  if (service != MAILD_SERVICE_SMTP && service != MAILD_SERVICE_SUBMISSION)
+    return MAILD_ERR_INVAL;
+  if (srv->nlisteners == MAX_LISTENERS)
+    return MAILD_ERR_LIMIT;
+  slot = &srv->listeners[srv->nlisteners];
+  slot->srv = srv;
+  slot->service = service;
+  err = maild__listener_new(&slot->l, srv->loop, addr, port, on_connection,
+                            slot, &srv->mem);
+  if (err != 0)
+    return err;
+  srv->nlisteners++;
+  if (bound_port != NULL)
+    *bound_port = maild__listener_port(slot->l);
+  maild__log(srv, MAILD_LOG_INFO, "listening on %s%s%s:%d",
+             strchr(addr, ':') ? "[" : "", addr, strchr(addr, ':') ? "]" : "",
+             maild__listener_port(slot->l));
+  return 0;
+}
+
+int maild_server_start(maild_server *srv) {
+  if (srv == NULL || srv->spool == NULL || srv->store == NULL)
+    return MAILD_ERR_STATE;
+  if (srv->started)
+    return 0;
+  srv->started = 1;
+  return maild__delivery_rescan(srv);
+}
+
+/* ---- Shutdown ---- */
+
+static void on_handle_closed(uv_handle_t *h) {
+  maild_server *srv = h->data;
+  ip_count *c;
+
+  if (--srv->handles_open > 0)
+    return;
+  while ((c = srv->ips) != NULL) {
+    srv->ips = c->next;
+    maild__free(&srv->mem, c);
+  }
+  maild__spool_close(srv->spool);
+  maild_options_del(srv->opt);
+  maild__free(&srv->mem, srv->hostname);
+  if (srv->close_cb != NULL)
+    srv->close_cb(srv, srv->user_data);
+  maild__free(&srv->mem, srv);
+}
+
+/* Frees the server once no session and no job is left. */
+void maild__server_maybe_closed(maild_server *srv) {
+  delivery *d;
+
+  if (!srv->closing || srv->nsessions > 0 || srv->jobs > 0 ||
+      srv->handles_open != 2)
+    return;
+  while ((d = srv->retry) != NULL) {
+    srv->retry = d->next;
+    maild__delivery_free(d);
+  }
+  uv_timer_stop(&srv->retry_timer);
+  uv_timer_stop(&srv->shutdown_timer);
+  uv_close((uv_handle_t *)&srv->retry_timer, on_handle_closed);
+  uv_close((uv_handle_t *)&srv->shutdown_timer, on_handle_closed);
+}
+
+/* Ends every session; `force` also ends those in a transaction. */
+static void shutdown_sessions(maild_server *srv, int force) {
+  smtp_session *s = srv->sessions, *next;
+
+  while (s != NULL) {
+    next = maild__smtp_session_next(s);
+    maild__smtp_session_shutdown(s, force);
+    s = next;
+  }
+}
+
+static void on_shutdown_timeout(uv_timer_t *t) {
+  shutdown_sessions(t->data, 1);
+}
+
+void maild_server_close(maild_server *srv,
+                        void (*close_cb)(maild_server *srv, void *ud)) {
+  size_t i;
+
+  if (srv == NULL || srv->closing)
+    return;
+  srv->closing = 1;
+  srv->close_cb = close_cb;
+  for (i = 0; i < srv->nlisteners; i++)
+    maild__listener_close(srv->listeners[i].l);
+  srv->nlisteners = 0;
+  uv_timer_stop(&srv->retry_timer);
+  if (srv->nsessions > 0) {
+    shutdown_sessions(srv, 0);
+    uv_timer_start(&srv->shutdown_timer, on_shutdown_timeout,
+                   srv->timeout_shutdown, 0);
+  }
+  maild__server_maybe_closed(srv);
+}

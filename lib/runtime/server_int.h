@@ -1,0 +1,158 @@
+/*
+ * Private state of the server runtime, shared by server.c (listeners,
+ * connection caps, shutdown, logging), smtp_session.c (one SMTP session
+ * per connection) and delivery.c (commit to the spool and local delivery
+ * on the worker pool, spool rescan and retries).
+ */
+#ifndef MAILD_RUNTIME_SERVER_INT_H
+#define MAILD_RUNTIME_SERVER_INT_H
+
+#include "maild/server.h"
+#include "maild/smtp_server.h"
+#include "maild/store.h"
+#include "core/buf.h"
+#include "io/conn.h"
+#include "io/listener.h"
+#include "queue/spool.h"
+
+#define MAX_LISTENERS 16
+
+typedef struct smtp_session smtp_session;
+typedef struct delivery delivery;
+
+typedef struct listener_slot {
+  maild_listener *l;
+  maild_service service;
+  maild_server *srv;
+} listener_slot;
+
+/* Connections per client address, for MAX_CONNECTIONS_PER_IP. */
+typedef struct ip_count {
+  char addr[64];
+  size_t n;
+  struct ip_count *next;
+} ip_count;
+
+struct maild_server {
+  uv_loop_t *loop;
+  maild_mem mem;
+  maild_server_callbacks cb;
+  void *user_data;
+  maild_options *opt; /* our copy, handed to every SMTP engine */
+  char *hostname;
+  uint64_t timeout_command, timeout_data, timeout_shutdown;
+  uint64_t max_conn, max_conn_ip, body_memory;
+  int quota_permanent;
+
+  maild_spool *spool;
+  maild_store *store;
+  const maild_directory *directory;
+
+  listener_slot listeners[MAX_LISTENERS];
+  size_t nlisteners;
+  int started;
+
+  smtp_session *sessions; /* doubly linked */
+  size_t nsessions;
+  ip_count *ips;
+  size_t jobs; /* worker-pool jobs in flight */
+
+  /* Spool entries whose delivery must be tried again. */
+  delivery *retry;
+  uv_timer_t retry_timer;
+  uv_timer_t shutdown_timer;
+  int closing;
+  int handles_open;
+  void (*close_cb)(maild_server *srv, void *user_data);
+  uint32_t rng; /* xorshift state for queue ids, seeded at creation */
+};
+
+/* server.c */
+void maild__log(maild_server *srv, maild_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+uint32_t maild__server_random(maild_server *srv);
+void maild__server_session_gone(maild_server *srv, smtp_session *s,
+                                const char *peer);
+void maild__server_maybe_closed(maild_server *srv);
+
+/* smtp_session.c */
+int maild__smtp_session_start(maild_server *srv, maild_conn *conn,
+                              const char *peer);
+/* Ends the session with 421 4.3.2 if it is idle, or always if `force`. */
+void maild__smtp_session_shutdown(smtp_session *s, int force);
+smtp_session *maild__smtp_session_next(smtp_session *s);
+
+/* recipients.c: what RCPT TO means here. Fills `reply` with a refusal
+   (550 5.1.1 unknown user, 554 5.7.1 relay denied), or adds the mailbox
+   targets to `d` and leaves reply->code 0. Returns 0 or MAILD_ERR_NOMEM. */
+int maild__rcpt_resolve(maild_server *srv, const maild_path *to, delivery *d,
+                        maild_reply *reply);
+
+/* delivery.c */
+typedef struct delivery_rcpt {
+  char *addr;   /* the mailbox's address, local@domain */
+  char *orig;   /* the RCPT TO address when an alias led here, else "" */
+  char *domain; /* mailbox: domain, lower-cased */
+  char *local;  /* mailbox: local part */
+  int done;
+  int status; /* last maild_store_deliver() result */
+  int sys_errno;
+  int logged; /* its delivery has been logged */
+} delivery_rcpt;
+
+/* One message on its way from the session into the spool and mailboxes. */
+struct delivery {
+  maild_server *srv;
+  uv_work_t req;
+  /* Input, filled by the session. */
+  char *sender;
+  delivery_rcpt *rcpts;
+  size_t nrcpts;
+  maild_buf body;             /* body octets not yet in the spool */
+  maild_spool_writer *writer; /* open once the spool file exists */
+  uint32_t rand_state;        /* queue-id randomness for this message */
+  uint64_t msg_size;          /* octets in the spool's .msg file */
+  uint32_t return_path_len;
+  char *helo;
+  char *peer;
+  char *tls_info;
+  int esmtp, tls, auth, smtputf8;
+  int64_t arrival_usec;
+  uint64_t body_size;
+  /* Output, filled by the job. */
+  char id[32];
+  int result;     /* 0: accepted; else the reply below */
+  int reply_code; /* for a refusal */
+  const char *reply_enh;
+  const char *reply_text;
+  int sys_errno;
+  int retry_later; /* committed, some recipients still pending */
+  void (*done)(delivery *d, void *ud);
+  void *ud;
+  delivery *next; /* retry list */
+  uint64_t retry_at;
+};
+
+delivery *maild__delivery_new(maild_server *srv);
+void maild__delivery_free(delivery *d);
+/* Commits the message and delivers it locally on the worker pool; `done`
+   runs on the loop thread. Returns 0 or MAILD_ERR_IO. */
+int maild__delivery_run(delivery *d, void (*done)(delivery *d, void *ud),
+                        void *ud);
+/* Writes the body buffer to the spool on the worker pool (large bodies);
+   `done` runs on the loop thread. */
+int maild__delivery_flush(delivery *d, void (*done)(delivery *d, void *ud),
+                          void *ud);
+/* Adds one mailbox target (copies the strings; lower-cases the domain).
+   Returns 0 or MAILD_ERR_NOMEM. */
+int maild__delivery_add_rcpt(delivery *d, const char *orig, const char *domain,
+                             size_t dlen, const char *local, size_t llen);
+/* Logs one line per recipient not logged yet (Postfix style). */
+void maild__delivery_log(delivery *d);
+/* After the session's done callback: frees `d`, or keeps it for a retry
+   when some recipients are still pending. */
+void maild__delivery_done(delivery *d);
+/* Rescans the spool and delivers what it holds. */
+int maild__delivery_rescan(maild_server *srv);
+
+#endif

@@ -1,0 +1,429 @@
+/*
+ * One SMTP session: the glue between a connection (lib/io), the SMTP
+ * engine (lib/proto) and the delivery of the message (delivery.c).
+ *
+ * Input the engine does not consume (a decision pending, output backed
+ * up) waits in a small buffer and reading stops until the engine wants
+ * more, so a client that never reads cannot make the server buffer without
+ * limit (TESTPLAN L4). The command deadline runs from the start of a
+ * command, not from the last octet, so a client that trickles one octet
+ * every few seconds is still cut off (TESTPLAN L1); during a body, the
+ * deadline is an inactivity timeout. Nothing here blocks: the spool and
+ * the mailboxes are written on the worker pool.
+ */
+#include "runtime/server_int.h"
+
+#include "core/mem.h"
+#include "maild/error.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define INPUT_MAX (256u * 1024u)
+
+struct smtp_session {
+  smtp_session *next, *prev;
+  maild_server *srv;
+  maild_conn *conn;
+  maild_smtp_server *eng;
+  maild_buf in;   /* client octets the engine has not consumed yet */
+  delivery *d;    /* the transaction's message, from MAIL on */
+  int d_busy;     /* a job is working on `d` */
+  int at_command; /* the last octet consumed ended a command line */
+  int phase;      /* engine phase after the last pump */
+  int conn_gone;  /* on_close came */
+  int ended;      /* peer gone or session over: no more input */
+  char peer[64];
+};
+
+static void pump(smtp_session *s);
+
+smtp_session *maild__smtp_session_next(smtp_session *s) {
+  return s->next;
+}
+
+static void session_free(smtp_session *s) {
+  maild_server *srv = s->srv;
+
+  if (s->prev != NULL)
+    s->prev->next = s->next;
+  else
+    srv->sessions = s->next;
+  if (s->next != NULL)
+    s->next->prev = s->prev;
+  maild_smtp_server_del(s->eng);
+  maild__buf_free(&s->in, &srv->mem);
+  maild__server_session_gone(srv, s, s->peer);
+  maild__free(&srv->mem, s);
+}
+
+/* The session goes when its connection is closed and no job uses it. */
+static void maybe_free(smtp_session *s) {
+  if (s->conn_gone && !s->d_busy)
+    session_free(s);
+}
+
+static void drop_delivery(smtp_session *s) {
+  if (s->d == NULL || s->d_busy)
+    return;
+  maild__delivery_free(s->d);
+  s->d = NULL;
+}
+
+/* ---- Engine callbacks ---- */
+
+static char *dup_str(maild_server *srv, const char *p, size_t n) {
+  return maild__strndup(&srv->mem, p, n);
+}
+
+static int on_mail(maild_smtp_server *eng, const maild_smtp_mail *m,
+                   maild_reply *reply, void *ud) {
+  smtp_session *s = ud;
+  maild_server *srv = s->srv;
+  char addr[MAILD_PATH_MAX * 2];
+  maild_ssize n = maild_path_format(m->from, addr, sizeof(addr));
+  const char *helo = maild_smtp_server_helo_name(eng);
+  const char *tls = maild_smtp_server_tls_info(eng);
+  uv_timeval64_t tv;
+  delivery *d;
+
+  drop_delivery(s);
+  d = maild__delivery_new(srv);
+  if (d == NULL || n < 0)
+    goto nomem;
+  s->d = d;
+  d->sender = dup_str(srv, addr, (size_t)n);
+  d->helo = dup_str(srv, helo ? helo : "", helo ? strlen(helo) : 0);
+  d->peer = dup_str(srv, s->peer, strlen(s->peer));
+  d->tls_info = tls != NULL ? dup_str(srv, tls, strlen(tls)) : NULL;
+  if (d->sender == NULL || d->helo == NULL || d->peer == NULL ||
+      (tls != NULL && d->tls_info == NULL))
+    goto nomem;
+  d->esmtp = maild_smtp_server_is_esmtp(eng);
+  d->tls = maild_smtp_server_is_tls(eng);
+  d->auth = maild_smtp_server_is_authenticated(eng);
+  d->smtputf8 = (m->params->present & MAILD_PARAM_SMTPUTF8) != 0;
+  uv_gettimeofday(&tv);
+  d->arrival_usec = tv.tv_sec * 1000000 + tv.tv_usec;
+  return 0;
+nomem:
+  drop_delivery(s);
+  reply->code = 451;
+  reply->enhanced = "4.3.0";
+  reply->text = "Error: insufficient system resources";
+  return 0;
+}
+
+static int on_rcpt(maild_smtp_server *eng, const maild_smtp_rcpt *rc,
+                   maild_reply *reply, void *ud) {
+  smtp_session *s = ud;
+
+  char addr[MAILD_PATH_MAX * 2];
+
+  (void)eng;
+  if (s->d == NULL || maild__rcpt_resolve(s->srv, rc->to, s->d, reply) != 0) {
+    reply->code = 451;
+    reply->enhanced = "4.3.0";
+    reply->text = "Error: insufficient system resources";
+  }
+  if (reply->code != 0 && maild_path_format(rc->to, addr, sizeof(addr)) >= 0)
+    maild__log(s->srv, MAILD_LOG_INFO,
+               "reject: RCPT from [%s]: %d %s <%s>: %s; from=<%s>", s->peer,
+               reply->code, reply->enhanced ? reply->enhanced : "", addr,
+               reply->text ? reply->text : "",
+               s->d != NULL ? s->d->sender : "");
+  return 0;
+}
+
+/* The body is streamed to the spool in pieces of BODY_MEMORY octets. */
+static void on_flushed(delivery *d, void *ud) {
+  smtp_session *s = ud;
+
+  (void)d;
+  s->d_busy = 0;
+  if (s->conn_gone) {
+    drop_delivery(s);
+    maybe_free(s);
+    return;
+  }
+  maild_smtp_server_resume(s->eng);
+  pump(s);
+}
+
+static int on_data_chunk(maild_smtp_server *eng, const uint8_t *data,
+                         size_t len, void *ud) {
+  smtp_session *s = ud;
+  delivery *d = s->d;
+
+  (void)eng;
+  if (d == NULL || d->result != 0)
+    return 0; /* failed already: read to the end, answer then (D5) */
+  d->body_size += len;
+  if (maild__buf_append(&d->body, &s->srv->mem, data, len) != 0) {
+    d->result = MAILD_ERR_NOMEM;
+    return 0;
+  }
+  if (maild__buf_used(&d->body) < s->srv->body_memory)
+    return 0;
+  if (maild__delivery_flush(d, on_flushed, s) != 0) {
+    d->result = MAILD_ERR_IO;
+    return 0;
+  }
+  s->d_busy = 1;
+  return MAILD_ERR_DEFER;
+}
+
+static void log_accepted(smtp_session *s, delivery *d) {
+  maild__log(s->srv, MAILD_LOG_INFO,
+             "%s: from=<%s>, size=%llu, nrcpt=%zu, client=[%s], helo=<%s>, "
+             "proto=%s",
+             d->id, d->sender, (unsigned long long)d->body_size, d->nrcpts,
+             s->peer, d->helo,
+             d->esmtp ? (d->tls ? "ESMTPS" : "ESMTP") : "SMTP");
+}
+
+static void on_committed(delivery *d, void *ud) {
+  smtp_session *s = ud;
+  maild_reply reply = {0, NULL, NULL};
+  char text[96];
+
+  s->d_busy = 0;
+  s->d = NULL;
+  if (d->result == 0) {
+    snprintf(text, sizeof(text), "Ok: queued as %s", d->id);
+    reply.code = 250;
+    reply.enhanced = "2.0.0";
+    reply.text = text;
+    log_accepted(s, d);
+    maild__delivery_log(d);
+  } else {
+    reply.code = d->reply_code;
+    reply.enhanced = d->reply_enh;
+    reply.text = d->reply_text;
+    maild__log(s->srv, MAILD_LOG_WARNING,
+               "refused message from=<%s> client=[%s]: %d %s %s", d->sender,
+               s->peer, d->reply_code, d->reply_enh, d->reply_text);
+  }
+  maild__delivery_done(d);
+  if (s->conn_gone) {
+    maybe_free(s);
+    return;
+  }
+  maild_smtp_server_reply(s->eng, &reply);
+  pump(s);
+}
+
+static int on_data_end(maild_smtp_server *eng, maild_reply *reply, void *ud) {
+  smtp_session *s = ud;
+
+  (void)eng;
+  if (s->d == NULL || maild__delivery_run(s->d, on_committed, s) != 0) {
+    drop_delivery(s);
+    reply->code = 451;
+    reply->enhanced = "4.3.0";
+    reply->text = "Error: local error in processing";
+    return 0;
+  }
+  s->d_busy = 1;
+  return MAILD_ERR_DEFER;
+}
+
+static void on_tx_abort(maild_smtp_server *eng, maild_smtp_abort why,
+                        void *ud) {
+  smtp_session *s = ud;
+
+  (void)eng;
+  (void)why;
+  drop_delivery(s);
+}
+
+static void on_error(maild_smtp_server *eng, int code, const char *line,
+                     size_t len, void *ud) {
+  smtp_session *s = ud;
+  char safe[128];
+  size_t i;
+
+  (void)eng;
+  for (i = 0; i < len && i < sizeof(safe) - 1; i++)
+    safe[i] = (line[i] >= 0x20 && line[i] < 0x7f) ? line[i] : '?';
+  safe[i] = '\0';
+  maild__log(s->srv, MAILD_LOG_INFO, "client=[%s] error %d: %s", s->peer, code,
+             safe);
+}
+
+static const maild_smtp_server_callbacks engine_cb = {
+    NULL,        on_mail,     on_rcpt, NULL, on_data_chunk,
+    on_data_end, on_tx_abort, NULL,    NULL, on_error};
+
+/* ---- Driving the engine ---- */
+
+static void end_connection(smtp_session *s) {
+  s->ended = 1;
+  if (maild__conn_pending(s->conn) > 0)
+    maild__conn_close_after_flush(s->conn);
+  else
+    maild__conn_close(s->conn);
+}
+
+/* Offers input to the engine; returns octets consumed or < 0. */
+static maild_ssize feed(smtp_session *s, const uint8_t *p, size_t len) {
+  maild_ssize n = maild_smtp_server_recv(s->eng, p, len);
+
+  if (n > 0)
+    s->at_command = p[n - 1] == '\n';
+  return n;
+}
+
+static void set_deadline(smtp_session *s, int got_input) {
+  int phase = (int)maild_smtp_server_phase(s->eng);
+  int changed = phase != s->phase;
+
+  s->phase = phase;
+  switch (phase) {
+  case MAILD_SMTP_PHASE_DATA:
+  case MAILD_SMTP_PHASE_BDAT:
+    if (got_input || changed)
+      maild__conn_deadline(s->conn, s->srv->timeout_data);
+    break;
+  case MAILD_SMTP_PHASE_DECISION:
+    maild__conn_deadline(s->conn, 0);
+    break;
+  default:
+    /* A new command starts after a line end or a phase change. */
+    if (changed || (got_input && s->at_command))
+      maild__conn_deadline(s->conn, s->srv->timeout_command);
+    break;
+  }
+}
+
+static void pump(smtp_session *s) {
+  const uint8_t *out;
+  maild_ssize n;
+
+  while (!s->ended && maild__buf_used(&s->in) > 0 &&
+         maild_smtp_server_want_read(s->eng)) {
+    n = feed(s, maild__buf_peek(&s->in), maild__buf_used(&s->in));
+    if (n <= 0)
+      break;
+    maild__buf_consume(&s->in, (size_t)n);
+  }
+  while ((n = maild_smtp_server_send(s->eng, &out)) > 0) {
+    if (maild__conn_write(s->conn, out, (size_t)n) != 0) {
+      maild_smtp_server_terminate(s->eng, NULL);
+      end_connection(s);
+      return;
+    }
+  }
+  if (s->ended)
+    return;
+  if (maild_smtp_server_closing(s->eng)) {
+    end_connection(s);
+    return;
+  }
+  maild__conn_read(s->conn, maild_smtp_server_want_read(s->eng) &&
+                                maild__buf_used(&s->in) < INPUT_MAX);
+}
+
+static void on_read(maild_conn *c, const uint8_t *data, size_t len, void *ud) {
+  smtp_session *s = ud;
+  maild_ssize n = 0;
+
+  (void)c;
+  if (s->ended)
+    return;
+  /* Fast path: nothing waiting, hand the read buffer straight over. */
+  if (maild__buf_used(&s->in) == 0 && maild_smtp_server_want_read(s->eng)) {
+    n = feed(s, data, len);
+    if (n < 0) {
+      end_connection(s);
+      return;
+    }
+  }
+  if ((size_t)n < len &&
+      maild__buf_append(&s->in, &s->srv->mem, data + n, len - (size_t)n) != 0) {
+    maild_smtp_server_terminate(s->eng, NULL);
+    end_connection(s);
+    return;
+  }
+  pump(s);
+  set_deadline(s, 1);
+}
+
+static void on_eof(maild_conn *c, int err, void *ud) {
+  smtp_session *s = ud;
+
+  (void)c;
+  (void)err;
+  maild_smtp_server_terminate(s->eng, NULL);
+  s->ended = 1;
+  maild__conn_close(s->conn);
+}
+
+static void on_drain(maild_conn *c, void *ud) {
+  smtp_session *s = ud;
+
+  (void)c;
+  pump(s);
+  set_deadline(s, 0);
+}
+
+static void on_timeout(maild_conn *c, void *ud) {
+  smtp_session *s = ud;
+  maild_reply r = {421, "4.4.2", "Error: timeout exceeded"};
+
+  (void)c;
+  maild__log(s->srv, MAILD_LOG_INFO, "timeout after phase %d from [%s]",
+             s->phase, s->peer);
+  maild_smtp_server_terminate(s->eng, &r);
+  pump(s);
+  end_connection(s);
+}
+
+static void on_close(maild_conn *c, void *ud) {
+  smtp_session *s = ud;
+
+  (void)c;
+  s->conn_gone = 1;
+  s->ended = 1;
+  drop_delivery(s);
+  maild__log(s->srv, MAILD_LOG_DEBUG, "disconnect from [%s]", s->peer);
+  maybe_free(s);
+}
+
+void maild__smtp_session_shutdown(smtp_session *s, int force) {
+  maild_reply r = {421, "4.3.2", "Error: service shutting down"};
+
+  if (s->ended || (!force && s->d != NULL))
+    return;
+  maild_smtp_server_terminate(s->eng, &r);
+  pump(s);
+  end_connection(s);
+}
+
+int maild__smtp_session_start(maild_server *srv, maild_conn *conn,
+                              const char *peer) {
+  static const maild_conn_cb conn_cb = {on_read, on_eof, on_drain, on_timeout,
+                                        on_close};
+  smtp_session *s = maild__calloc(&srv->mem, 1, sizeof(*s));
+
+  if (s == NULL)
+    return MAILD_ERR_NOMEM;
+  s->srv = srv;
+  s->conn = conn;
+  snprintf(s->peer, sizeof(s->peer), "%s", peer);
+  maild__buf_init(&s->in, INPUT_MAX + 65536);
+  if (maild_smtp_server_new(&s->eng, &engine_cb, s, srv->opt, &srv->mem) != 0) {
+    maild__free(&srv->mem, s);
+    return MAILD_ERR_NOMEM;
+  }
+  maild__conn_rebind(conn, &conn_cb, s);
+  s->next = srv->sessions;
+  if (s->next != NULL)
+    s->next->prev = s;
+  srv->sessions = s;
+  s->phase = -1;
+  maild__log(srv, MAILD_LOG_DEBUG, "connect from [%s]", peer);
+  pump(s);
+  set_deadline(s, 0);
+  return 0;
+}
