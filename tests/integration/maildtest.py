@@ -1,0 +1,213 @@
+"""Shared fixture for integration tests: runs maild on loopback with an
+ephemeral port and a private data directory, and finds what it delivered.
+
+    with Maild(domains=["example.test"], users={"alice@example.test": "pw"}) as m:
+        smtplib.SMTP("127.0.0.1", m.port)...
+        m.mailbox("alice@example.test")   # list of message bytes in new/
+
+Every wait is bounded; the daemon is stopped (SIGTERM, then SIGKILL) when
+the block ends. Tests print "ok"/"FAIL" lines and end with
+"N passed, M failed" through the Results class.
+"""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+BUILD = os.environ.get("MAILD_BUILD_DIR",
+                       os.path.join(os.path.dirname(__file__), "..", "..",
+                                    "build"))
+MAILD = os.path.join(BUILD, "daemon", "maild")
+MAILDCTL = os.path.join(BUILD, "daemon", "maildctl")
+
+
+class Results:
+    """Counts checks and prints the closing line the CI reads."""
+
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+
+    def check(self, name, cond, detail=""):
+        if cond:
+            self.passed += 1
+            print("ok   " + name, flush=True)
+        else:
+            self.failed += 1
+            print("FAIL " + name + (": " + str(detail) if detail else ""),
+                  flush=True)
+        return cond
+
+    def finish(self):
+        print("%d passed, %d failed" % (self.passed, self.failed))
+        return 1 if self.failed else 0
+
+
+class Maild:
+    def __init__(self, domains=("example.test",), users=None, extra="",
+                 hostname="mx.example.test", listen=("smtp",), env=None,
+                 wrapper=None, start=True):
+        self.dir = tempfile.mkdtemp(prefix="maild-test-")
+        self.data = os.path.join(self.dir, "data")
+        self.conf = os.path.join(self.dir, "maild.conf")
+        self.domains = list(domains)
+        self.users = dict(users or {"postmaster@%s" % domains[0]: "pw"})
+        self.extra = extra
+        self.hostname = hostname
+        self.listen = listen
+        self.env = env
+        self.wrapper = wrapper or []
+        self.proc = None
+        self.port = None
+        self.ports = {}
+        self.stderr_path = os.path.join(self.dir, "stderr.log")
+        self.write_config()
+        for addr, pw in self.users.items():
+            self.ctl("user", "add", addr, "--password-stdin", input=pw + "\n")
+        if start:
+            self.start()
+
+    def write_config(self):
+        lines = ["hostname " + self.hostname,
+                 "domains " + " ".join(self.domains),
+                 "data-dir " + self.data]
+        for svc in self.listen:
+            lines.append("listen %s 127.0.0.1:0" % svc)
+        with open(self.conf, "w") as f:
+            f.write("\n".join(lines) + "\n" + self.extra + "\n")
+
+    def ctl(self, *args, input=None, check=True):
+        r = subprocess.run([MAILDCTL, "-f", self.conf] + list(args),
+                           input=input, capture_output=True, text=True,
+                           timeout=60)
+        if check and r.returncode != 0:
+            raise RuntimeError("maildctl %s: %s" % (args, r.stderr))
+        return r
+
+    def start(self, timeout=20):
+        self.err = open(self.stderr_path, "ab")
+        env = dict(os.environ, **(self.env or {}))
+        self.proc = subprocess.Popen(
+            self.wrapper + [MAILD, "-d", "-f", self.conf],
+            stdout=subprocess.PIPE, stderr=self.err, env=env)
+        deadline = time.time() + timeout
+        self.ports = {}
+        while len(self.ports) < len(self.listen) and time.time() < deadline:
+            line = self.proc.stdout.readline().decode(errors="replace")
+            if not line:
+                break
+            m = re.search(r"maild: (\w+) listening on .*:(\d+)$", line.strip())
+            if m:
+                self.ports.setdefault(m.group(1), []).append(int(m.group(2)))
+        if len(self.ports) < len(self.listen):
+            self.stop()
+            raise RuntimeError("maild did not start: " + self.log())
+        self.port = self.ports[self.listen[0]][0]
+        self.wait_log("started", timeout=timeout)
+
+    def log(self):
+        try:
+            with open(self.stderr_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def wait_log(self, pattern, timeout=10, count=1):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if len(re.findall(pattern, self.log())) >= count:
+                return True
+            time.sleep(0.02)
+        return False
+
+    def signal(self, sig):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def stop(self, timeout=15):
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=timeout)
+        rc = self.proc.returncode
+        self.proc.stdout.close()
+        self.err.close()
+        self.proc = None
+        return rc
+
+    def kill(self):
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=15)
+            self.proc.stdout.close()
+            self.err.close()
+            self.proc = None
+
+    def mailbox_dir(self, address):
+        local, domain = address.rsplit("@", 1)
+        return os.path.join(self.data, "mail", domain.lower(), local.lower())
+
+    def mailbox(self, address, wait=0, count=1):
+        """Message contents in new/ (sorted by name); waits up to `wait`
+        seconds for at least `count` of them."""
+        path = os.path.join(self.mailbox_dir(address), "new")
+        deadline = time.time() + wait
+        while True:
+            try:
+                names = sorted(os.listdir(path))
+            except FileNotFoundError:
+                names = []
+            if len(names) >= count or time.time() >= deadline:
+                break
+            time.sleep(0.02)
+        out = []
+        for n in names:
+            with open(os.path.join(path, n), "rb") as f:
+                out.append(f.read())
+        return out
+
+    def spool_files(self):
+        found = []
+        for sub in ("tmp", "queue"):
+            p = os.path.join(self.data, "spool", sub)
+            if os.path.isdir(p):
+                found += [os.path.join(sub, n) for n in os.listdir(p)]
+        return found
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return False
+
+
+def body_of(message):
+    """The message without the Return-Path and Received lines maild adds."""
+    head, sep, rest = message.partition(b"\r\nReceived: ")
+    if not sep:
+        return message
+    # Skip the folded Received header.
+    lines = rest.split(b"\r\n")
+    i = 1
+    while i < len(lines) and lines[i][:1] in (b" ", b"\t"):
+        i += 1
+    return b"\r\n".join(lines[i:])
+
+
+def have(tool):
+    return shutil.which(tool) is not None
+
+
+if __name__ == "__main__":
+    sys.exit("a module for the integration tests")
