@@ -57,7 +57,24 @@ extern "C" {
   XX(DSN, UINT, 1, 0, 1)                                                    \
   /* 1: accept "MAIL FROM: <a@b>" with spaces after the colon, as many      \
      servers do (RFC 5321 forbids the space). */                            \
-  XX(LENIENT_SPACES, UINT, 1, 0, 1)
+  XX(LENIENT_SPACES, UINT, 1, 0, 1)                                            \
+  /* Runtime (lib/runtime) options. */                                         \
+  /* Milliseconds a client has for one command (RFC 5321 4.5.3.2.7: 5 min). */ \
+  XX(TIMEOUT_COMMAND, UINT, 300000, 10, 86400000)                              \
+  /* Milliseconds without body octets during DATA/BDAT (4.5.3.2.5: 3 min). */ \
+  XX(TIMEOUT_DATA, UINT, 180000, 10, 86400000)                                 \
+  /* Milliseconds a session may take to end once shutdown begins. */           \
+  XX(TIMEOUT_SHUTDOWN, UINT, 30000, 0, 86400000)                               \
+  /* Concurrent connections in all; past it 421 4.7.0 at once. */              \
+  XX(MAX_CONNECTIONS, UINT, 1000, 1, 1000000)                                  \
+  /* Concurrent connections from one client address; past it 421. */           \
+  XX(MAX_CONNECTIONS_PER_IP, UINT, 50, 1, 1000000)                             \
+  /* 1: a mailbox over quota is a permanent failure (552 5.2.2), else a       \
+     temporary one (452 4.2.2). */                                             \
+  XX(QUOTA_PERMANENT, UINT, 0, 0, 1)                                           \
+  /* Bodies up to this size are kept in memory until the commit; larger      \
+     ones are written to the spool as they arrive. */                          \
+  XX(BODY_MEMORY, UINT, 262144, 4096, 67108864)
 
 typedef enum maild_option {
 #define MAILD_OPT_ENUM_(name, kind, def, min, max) MAILD_OPT_##name,

@@ -20,6 +20,10 @@
 #include <string.h>
 
 #define INPUT_MAX (256u * 1024u)
+/* Output queued on the socket above which the engine keeps its replies
+   (and so stops reading commands): a client that never reads costs at
+   most this plus the engine's own backlog (TESTPLAN L4). */
+#define OUTPUT_MAX (64u * 1024u)
 
 struct smtp_session {
   smtp_session *next, *prev;
@@ -307,7 +311,8 @@ static void pump(smtp_session *s) {
       break;
     maild__buf_consume(&s->in, (size_t)n);
   }
-  while ((n = maild_smtp_server_send(s->eng, &out)) > 0) {
+  while (maild__conn_pending(s->conn) < OUTPUT_MAX &&
+         (n = maild_smtp_server_send(s->eng, &out)) > 0) {
     if (maild__conn_write(s->conn, out, (size_t)n) != 0) {
       maild_smtp_server_terminate(s->eng, NULL);
       end_connection(s);
@@ -316,12 +321,14 @@ static void pump(smtp_session *s) {
   }
   if (s->ended)
     return;
-  if (maild_smtp_server_closing(s->eng)) {
+  if (maild_smtp_server_closing(s->eng) &&
+      !maild_smtp_server_want_write(s->eng)) {
     end_connection(s);
     return;
   }
   maild__conn_read(s->conn, maild_smtp_server_want_read(s->eng) &&
-                                maild__buf_used(&s->in) < INPUT_MAX);
+                                maild__buf_used(&s->in) < INPUT_MAX &&
+                                maild__conn_pending(s->conn) < OUTPUT_MAX);
 }
 
 static void on_read(maild_conn *c, const uint8_t *data, size_t len, void *ud) {
