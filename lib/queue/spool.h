@@ -282,10 +282,11 @@ int maild__spool_update(maild_spool *sp, const maild_envelope *env);
 
 /*
  * Removes a message: unlinks queue/<id>.env first (un-commit), then
- * queue/<id>.msg, then fsyncs queue/. Returns 0, MAILD_ERR_INVAL,
- * MAILD_ERR_NOT_FOUND (neither file existed) or MAILD_ERR_IO (if the .env
- * could not be unlinked the .msg is kept; a .msg left without .env is an
- * ORPHAN at the next scan).
+ * queue/<id>.msg. Not fsync'd: after a crash the message may come back
+ * and be delivered again (at least once, never lost). Returns 0,
+ * MAILD_ERR_INVAL, MAILD_ERR_NOT_FOUND (neither file existed) or MAILD_ERR_IO
+ * (if the .env could not be unlinked the .msg is kept; a .msg left without .env
+ * is an ORPHAN at the next scan).
  */
 int maild__spool_remove(maild_spool *sp, const char *id);
 

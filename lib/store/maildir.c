@@ -390,13 +390,9 @@ static int link_into_tmp(int tmpfd, const char *name,
     (void)unlinkat(tmpfd, name, 0);
     return 1;
   }
-  /* The content is already durable (the spool committed it); this makes
-     the new link count durable with the inode. */
-  if (fsync(msg->fd) != 0) {
-    err = errno;
-    (void)unlinkat(tmpfd, name, 0);
-    return io_error(res, err);
-  }
+  /* No fsync of the file: its content is already durable (the spool
+     committed it), and the link's inode update is journaled with the
+     directory entries that the fsync of new/ makes durable. */
   return 0;
 }
 
