@@ -313,12 +313,16 @@ static int cmd_rcpt(maild_smtp_server *s, const char *arg, size_t len) {
 
   if (s->tx == NULL)
     return maild__smtp_error(s, 503, "5.5.1", "Error: need MAIL command");
-  if (s->tx->smtputf8)
+  if (s->esmtp && s->opt_smtputf8)
     allow |= MAILD_PATH_ALLOW_UTF8;
   rc = parse_path_params(s, arg, len, "TO:", allow, MAILD_ESMTP_RCPT, &path,
                          &params);
   if (rc != 0)
     return rc < 0 ? rc : 0;
+  /* RFC 6531 3.5: a non-ASCII address needs SMTPUTF8 on the MAIL. */
+  if ((path.flags & MAILD_PATH_UTF8) && !s->tx->smtputf8)
+    return maild__smtp_error(s, 553, "5.6.7",
+                             "Error: SMTPUTF8 is required for this address");
   /* RFC 5321 4.5.3.1.10: past the cap, 452 and the client tries later. */
   if (s->tx->rcpt_accepted >= s->max_recipients)
     return maild__smtp_error(s, 452, "4.5.3", "Error: too many recipients");

@@ -368,14 +368,12 @@ static int check_quota(const maildir *md, const char *domain, const char *local,
 
 /*
  * Tries to place the message in tmp/ as a hard link of the spool file.
- * Returns 0 (linked and synced), 1 (not linked: copy instead),
- * MAILDIR_RETRY (name taken) or MAILD_ERR_IO.
+ * Returns 0 (linked), 1 (not linked: copy instead) or MAILDIR_RETRY
+ * (name taken).
  */
 static int link_into_tmp(int tmpfd, const char *name,
-                         const maild_store_message *msg,
-                         maild_store_result *res) {
+                         const maild_store_message *msg) {
   struct stat a, b;
-  int err;
 
   if (msg->link_name == NULL)
     return 1;
@@ -506,7 +504,7 @@ static int write_message(maildir *md, const int fds[BOX_DIRS],
     if (rc != 0)
       return rc;
     res->linked = 0;
-    rc = link_into_tmp(fds[BOX_TMP], name, msg, res);
+    rc = link_into_tmp(fds[BOX_TMP], name, msg);
     if (rc == 0)
       res->linked = 1;
     else if (rc == 1)
