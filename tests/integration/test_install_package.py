@@ -42,12 +42,34 @@ int main(void) {
 }
 """
 
+# A libuv program embedding the server, linked statically: pulls in the
+# runtime and so every dependency of the static library.
+CONSUMER_UV_C = r"""
+#include <maild/maild.h>
+#include <maild/server.h>
+
+int main(void) {
+  maild_server *srv;
+  uv_loop_t *loop = uv_default_loop();
+  int port = 0;
+
+  if (maild_server_new(&srv, loop, NULL, NULL, NULL, NULL) != 0 ||
+      maild_server_listen(srv, MAILD_SERVICE_SMTP, "127.0.0.1", 0, &port))
+    return 1;
+  maild_server_close(srv, NULL);
+  uv_run(loop, UV_RUN_DEFAULT);
+  return port > 0 && uv_loop_close(loop) == 0 ? 0 : 2;
+}
+"""
+
 CONSUMER_CMAKE = """
 cmake_minimum_required(VERSION 3.18)
 project(consumer C)
 find_package(maild REQUIRED)
 add_executable(consumer consumer.c)
 target_link_libraries(consumer PRIVATE maild::maild)
+add_executable(consumer_uv consumer_uv.c)
+target_link_libraries(consumer_uv PRIVATE maild::maild_static)
 """
 
 
@@ -102,6 +124,8 @@ def main():
         os.makedirs(src)
         with open(os.path.join(src, "consumer.c"), "w") as f:
             f.write(CONSUMER_C)
+        with open(os.path.join(src, "consumer_uv.c"), "w") as f:
+            f.write(CONSUMER_UV_C)
         with open(os.path.join(src, "CMakeLists.txt"), "w") as f:
             f.write(CONSUMER_CMAKE)
         cb = os.path.join(tmp, "cbuild")
@@ -113,6 +137,10 @@ def main():
                              capture_output=True, text=True, timeout=60)
         check("find_package(maild) consumer runs", out.returncode == 0 and
               out.stdout.startswith("220 "), out.stdout + out.stderr)
+        out = subprocess.run([os.path.join(cb, "consumer_uv")],
+                             capture_output=True, text=True, timeout=60)
+        check("static libuv consumer runs the server", out.returncode == 0,
+              out.stdout + out.stderr)
 
         pcenv = dict(os.environ,
                      PKG_CONFIG_PATH=os.path.join(libdir, "pkgconfig"))
@@ -120,6 +148,11 @@ def main():
                     env=pcenv).stdout.split()
         exe = os.path.join(tmp, "consumer-pc")
         run(["cc", "-o", exe, os.path.join(src, "consumer.c")] + flags)
+        static_flags = run(["pkg-config", "--static", "--libs", "maild"],
+                           env=pcenv).stdout.split()
+        check("pkg-config --static lists the dependencies",
+              "-luv" in static_flags and "-lcrypt" in static_flags,
+              " ".join(static_flags))
         out = subprocess.run([exe], env=runenv, capture_output=True,
                              text=True, timeout=60)
         check("pkg-config consumer runs", out.returncode == 0,
