@@ -439,6 +439,11 @@ int main(int argc, char **argv) {
   memset(&d, 0, sizeof(d));
   d.ready_fd = -1;
   signal(SIGPIPE, SIG_IGN);
+  /* Spool commits and Maildir deliveries wait on fsync in libuv's worker
+     pool; with many sessions committing at once, more threads let the
+     file system group their journal commits (libuv's default is 4). The
+     environment variable, if set, wins. */
+  setenv("UV_THREADPOOL_SIZE", "32", 0);
   while ((c = getopt(argc, argv, "df:nh")) != -1) {
     if (c == 'd')
       d.foreground = 1;
