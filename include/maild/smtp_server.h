@@ -25,8 +25,9 @@
  *                     sent instead of the default one (a 4xx/5xx refuses);
  *   MAILD_ERR_DEFER   the answer comes later through _reply()/_resume();
  *                     strings in the event are valid only during the call;
- *   other negative    fatal: the engine sends 421 and closes; recv()
- *                     returns MAILD_ERR_CALLBACK.
+ *   other negative    the embedder failed: the engine answers 421 4.3.0
+ *                     and the session is closing (take the output, then
+ *                     close the connection).
  * Callbacks must not call _recv()/_send()/_del() on the same session. Any
  * callback may be NULL (default reply).
  */
@@ -159,10 +160,11 @@ MAILD_EXTERN void maild_smtp_server_del(maild_smtp_server *s);
 /*
  * Feeds client octets. Returns the number consumed (possibly fewer than
  * `len`, see above; always 0 < n when the engine can make progress), or
- * MAILD_ERR_NOMEM (nothing of the failed step happened; the session stays
- * usable and the same input may be offered again), MAILD_ERR_CALLBACK or
- * MAILD_ERR_FATAL (only _del from then on). Octets fed after the session
- * is closing are consumed and ignored.
+ * MAILD_ERR_NOMEM or MAILD_ERR_INVAL. After MAILD_ERR_NOMEM either
+ * nothing happened (an unfinished line could not be stored: offer the
+ * same input again later) or, if maild_smtp_server_closing() says so, a
+ * reply could not be queued and the session is over.
+ * Octets fed after the session is closing are consumed and ignored.
  */
 MAILD_EXTERN maild_ssize maild_smtp_server_recv(maild_smtp_server *s,
                                                 const uint8_t *in, size_t len);

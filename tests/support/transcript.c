@@ -502,10 +502,12 @@ static int give_deferred(run *r) {
   int err, tries = 0;
 
   fill_reply(a, &reply);
+  /* Cleared first: the answer may run the next callback, which may defer
+     again. */
+  r->deferred = NULL;
   do
     err = maild_smtp_server_reply(r->s, a->code ? &reply : NULL);
   while (err == MAILD_ERR_NOMEM && r->sweep && ++tries < 3);
-  r->deferred = NULL;
   return err;
 }
 
