@@ -82,7 +82,18 @@ typedef struct maild_store_message {
      and so that it can make a redelivery after a crash idempotent.
      Maildir ignores it. */
   const char *queue_id;
+  /* maild_store_flags. */
+  unsigned flags;
 } maild_store_message;
+
+/* maild_store_message.flags */
+enum maild_store_flags {
+  /* The caller calls maild_store_sync() before it relies on this delivery
+     (group commit: one barrier for many deliveries), so the backend may
+     skip its own final barrier. The content must still never be visible
+     before it is complete. Ignored by backends without `sync`. */
+  MAILD_STORE_NO_SYNC = 1u << 0,
+};
 
 /* What a delivery did; filled by maild_store_deliver() on success and on
    failure alike (fields a backend does not know stay 0). */
@@ -144,6 +155,10 @@ typedef struct maild_store_backend {
   /* Called once by maild_store_del() to free `backend_data`; may be
      NULL. */
   void (*destroy)(maild_store *st, void *backend_data);
+  /* Makes every delivery made with MAILD_STORE_NO_SYNC that returned
+     before this call durable. May be NULL (then deliveries are always
+     synced). Returns 0, MAILD_ERR_IO or MAILD_ERR_TIMEOUT. */
+  int (*sync)(maild_store *st, void *backend_data);
 } maild_store_backend;
 
 /*
@@ -181,6 +196,14 @@ MAILD_EXTERN int maild_store_deliver(maild_store *st,
                                      const char *domain, size_t domain_len,
                                      const char *local, size_t local_len,
                                      maild_store_result *res);
+
+/*
+ * Makes the deliveries made with MAILD_STORE_NO_SYNC durable (see
+ * maild_store_flags). Blocks. Returns 0 (also for a backend without
+ * `sync`, whose deliveries are always durable), MAILD_ERR_IO or
+ * MAILD_ERR_TIMEOUT.
+ */
+MAILD_EXTERN int maild_store_sync(maild_store *st);
 
 /* ---- The built-in Maildir backend ------------------------------------ */
 

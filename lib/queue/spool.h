@@ -142,7 +142,8 @@ int maild__spool_id_valid(const char *id);
 /* ---- Spool --------------------------------------------------------------- */
 
 /*
- * System-call hooks, so tests can record the call order and fail any call.
+ * System-call hooks, so tests can record the call order and fail any call
+ * (syncfs: the group-commit barrier, called with the queue/ descriptor).
  * Each follows its system call's contract (-1 and errno on failure) with
  * `user_data` last. NULL members mean the real call. Directory listing,
  * fstat, fstatat and read are not hooked.
@@ -157,6 +158,7 @@ typedef struct maild_spool_ops {
                   const char *to, void *user_data);
   int (*unlinkat)(int dirfd, const char *name, int flags, void *user_data);
   int (*close)(int fd, void *user_data);
+  int (*syncfs)(int fd, void *user_data);
 } maild_spool_ops;
 
 typedef struct maild_spool maild_spool;
@@ -244,6 +246,35 @@ int maild__spool_commit(maild_spool_writer *w, const maild_envelope *env,
 
 /* Removes the message's files and releases `w`. NULL is a no-op. */
 void maild__spool_abort(maild_spool_writer *w);
+
+/*
+ * Group commit: one file-system barrier for many messages.
+ *
+ *   for each message: maild__spool_stage(w, env)    (no sync)
+ *   maild__spool_sync(sp)                            (content durable)
+ *   for each message: maild__spool_publish(w, id)    (renames into queue/)
+ *   maild__spool_sync(sp)                            (names durable)
+ *
+ * A message is committed once a sync has returned 0 after its publish.
+ *
+ * maild__spool_stage() flushes the content to tmp/<id>.msg, closes it and
+ * writes the envelope (as commit stores it) to tmp/<id>.env. The writer
+ * stays the caller's: publish or abort it. Returns 0, an encode error, or
+ * MAILD_ERR_IO (errno set; the writer keeps the error).
+ *
+ * maild__spool_sync() is syncfs(2) on the spool's file system: everything
+ * written or renamed before it is on stable storage when it returns 0.
+ * Returns 0 or MAILD_ERR_IO (errno set).
+ *
+ * maild__spool_publish() renames tmp/<id>.msg then tmp/<id>.env into
+ * queue/ and releases `w` whatever the result; on success copies the id to
+ * `id_out` (may be NULL). Returns 0, MAILD_ERR_INVAL (not staged, or
+ * failed before) or MAILD_ERR_IO (the message's files are removed).
+ */
+int maild__spool_stage(maild_spool_writer *w, const maild_envelope *env);
+int maild__spool_sync(maild_spool *sp);
+int maild__spool_publish(maild_spool_writer *w,
+                         char id_out[MAILD_SPOOL_ID_LEN + 1]);
 
 /*
  * Reads and decodes queue/<id>.env into a new envelope (free with

@@ -101,6 +101,7 @@ int maild_server_new(maild_server **out, uv_loop_t *loop,
     maild__free(&m, srv);
     return err;
   }
+  srv->commit_tail = &srv->commit_queue;
   uv_timer_init(loop, &srv->retry_timer);
   uv_timer_init(loop, &srv->shutdown_timer);
   srv->retry_timer.data = srv;
@@ -174,11 +175,13 @@ static void ip_release(maild_server *srv, const char *addr) {
   }
 }
 
-void maild__server_session_gone(maild_server *srv, smtp_session *s,
-                                const char *peer) {
+void maild__server_release_ip(maild_server *srv, const char *peer) {
+  ip_release(srv, peer);
+}
+
+void maild__server_session_gone(maild_server *srv, smtp_session *s) {
   (void)s;
   srv->nsessions--;
-  ip_release(srv, peer);
   maild__server_maybe_closed(srv);
 }
 
@@ -301,6 +304,7 @@ void maild__server_maybe_closed(maild_server *srv) {
   delivery *d;
 
   if (!srv->closing || srv->nsessions > 0 || srv->jobs > 0 ||
+      srv->commit_queue != NULL || srv->commit_batch != NULL ||
       srv->handles_open != 2)
     return;
   while ((d = srv->retry) != NULL) {

@@ -57,6 +57,13 @@ struct maild_server {
   ip_count *ips;
   size_t jobs; /* worker-pool jobs in flight */
 
+  /* Group commit: messages staged and waiting for the next batch, and
+     the batch being committed (see delivery.c). */
+  delivery *commit_queue;
+  delivery **commit_tail;
+  delivery *commit_batch;
+  uv_work_t commit_req;
+
   /* Spool entries whose delivery must be tried again. */
   delivery *retry;
   uv_timer_t retry_timer;
@@ -71,8 +78,10 @@ struct maild_server {
 void maild__log(maild_server *srv, maild_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 uint32_t maild__server_random(maild_server *srv);
-void maild__server_session_gone(maild_server *srv, smtp_session *s,
-                                const char *peer);
+/* The session's client is gone: free its per-address slot. */
+void maild__server_release_ip(maild_server *srv, const char *peer);
+/* The session is freed. */
+void maild__server_session_gone(maild_server *srv, smtp_session *s);
 void maild__server_maybe_closed(maild_server *srv);
 
 /* smtp_session.c */
@@ -127,6 +136,8 @@ struct delivery {
   const char *reply_text;
   int sys_errno;
   int retry_later; /* committed, some recipients still pending */
+  int staged;      /* in tmp/, waiting for the group commit */
+  size_t done_count;
   void (*done)(delivery *d, void *ud);
   void *ud;
   delivery *next; /* retry list */

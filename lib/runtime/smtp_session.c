@@ -42,6 +42,16 @@ struct smtp_session {
 
 static void pump(smtp_session *s);
 
+/* No more input: the session is over for the client, so its address no
+   longer counts toward MAX_CONNECTIONS_PER_IP (a client that reconnects
+   right after QUIT is not refused while the old socket closes). */
+static void set_ended(smtp_session *s) {
+  if (s->ended)
+    return;
+  s->ended = 1;
+  maild__server_release_ip(s->srv, s->peer);
+}
+
 smtp_session *maild__smtp_session_next(smtp_session *s) {
   return s->next;
 }
@@ -57,7 +67,7 @@ static void session_free(smtp_session *s) {
     s->next->prev = s->prev;
   maild_smtp_server_del(s->eng);
   maild__buf_free(&s->in, &srv->mem);
-  maild__server_session_gone(srv, s, s->peer);
+  maild__server_session_gone(srv, s);
   maild__free(&srv->mem, s);
 }
 
@@ -262,7 +272,7 @@ static const maild_smtp_server_callbacks engine_cb = {
 /* ---- Driving the engine ---- */
 
 static void end_connection(smtp_session *s) {
-  s->ended = 1;
+  set_ended(s);
   if (maild__conn_pending(s->conn) > 0)
     maild__conn_close_after_flush(s->conn);
   else
@@ -362,7 +372,7 @@ static void on_eof(maild_conn *c, int err, void *ud) {
   (void)c;
   (void)err;
   maild_smtp_server_terminate(s->eng, NULL);
-  s->ended = 1;
+  set_ended(s);
   maild__conn_close(s->conn);
 }
 
@@ -391,7 +401,7 @@ static void on_close(maild_conn *c, void *ud) {
 
   (void)c;
   s->conn_gone = 1;
-  s->ended = 1;
+  set_ended(s);
   drop_delivery(s);
   maild__log(s->srv, MAILD_LOG_DEBUG, "disconnect from [%s]", s->peer);
   maybe_free(s);

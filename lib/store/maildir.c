@@ -16,6 +16,7 @@
  * mutable state is an atomic counter). Time and randomness come from the
  * configuration so tests can pin them.
  */
+#define _GNU_SOURCE /* syncfs(2) */
 #include "maild/store.h"
 
 #include <dirent.h>
@@ -468,7 +469,7 @@ static int copy_into_tmp(const maildir *md, int tmpfd, const char *name,
  * filesystems without hard links. Returns 0, MAILDIR_RETRY or
  * MAILD_ERR_IO; on failure the file is in neither directory.
  */
-static int publish(int tmpfd, int newfd, const char *name,
+static int publish(int tmpfd, int newfd, const char *name, int sync,
                    maild_store_result *res) {
   int err;
 
@@ -482,7 +483,7 @@ static int publish(int tmpfd, int newfd, const char *name,
     (void)unlinkat(tmpfd, name, 0);
     return io_error(res, err);
   }
-  if (fsync(newfd) != 0) {
+  if (sync && fsync(newfd) != 0) {
     err = errno;
     /* Not known to be durable: withdraw it so a retry does not make a
        duplicate (at-least-once holds either way). */
@@ -510,7 +511,8 @@ static int write_message(maildir *md, const int fds[BOX_DIRS],
     else if (rc == 1)
       rc = copy_into_tmp(md, fds[BOX_TMP], name, msg, res);
     if (rc == 0)
-      rc = publish(fds[BOX_TMP], fds[BOX_NEW], name, res);
+      rc = publish(fds[BOX_TMP], fds[BOX_NEW], name,
+                   !(msg->flags & MAILD_STORE_NO_SYNC), res);
   }
   if (rc == MAILDIR_RETRY)
     return io_error(res, EEXIST);
@@ -559,8 +561,17 @@ static void maildir_destroy(maild_store *st, void *backend_data) {
   maild__free(&md->mem, md);
 }
 
+/* One barrier for the whole file system holding the mailboxes. */
+static int maildir_sync(maild_store *st, void *backend_data) {
+  maildir *md = backend_data;
+
+  (void)st;
+  return syncfs(md->root_fd) == 0 ? 0 : MAILD_ERR_IO;
+}
+
 static const maild_store_backend maildir_backend = {
-    sizeof(maild_store_backend), "maildir", maildir_deliver, maildir_destroy};
+    sizeof(maild_store_backend), "maildir", maildir_deliver, maildir_destroy,
+    maildir_sync};
 
 static uint64_t default_now_usec(void *user_data) {
   struct timespec ts;

@@ -66,6 +66,17 @@ const char *maild_store_name(const maild_store *st) {
   return st->backend.name;
 }
 
+int maild_store_sync(maild_store *st) {
+  int rc;
+
+  if (st == NULL)
+    return MAILD_ERR_INVAL;
+  if (st->backend.sync == NULL)
+    return 0;
+  rc = st->backend.sync(st, st->backend_data);
+  return rc == 0 || rc == MAILD_ERR_TIMEOUT ? rc : MAILD_ERR_IO;
+}
+
 /*
  * Checks one address part and copies it NUL-terminated into `dst` (which
  * holds MAILD_STORE_NAME_MAX + 1 octets), ASCII lower-cased if `fold`.

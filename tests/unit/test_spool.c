@@ -539,6 +539,80 @@ static void test_commit_load_read_remove(void **state) {
   remove_tmpdir(dir);
 }
 
+/* Group commit: staged messages become valid only once published, and the
+   barrier is the one place they are made durable. */
+static void test_group_commit(void **state) {
+  char *dir = make_tmpdir();
+  maild_spool *sp;
+  maild_spool_writer *w[3];
+  maild_envelope e;
+  char id[3][MAILD_SPOOL_ID_LEN + 1];
+  uint8_t *msg = message(5000, 7);
+  uint32_t rnd[3] = {1, 2, 3};
+  maild_envelope *loaded;
+  found f;
+  int i;
+
+  (void)state;
+  envelope(&e);
+  assert_int_equal(maild__spool_open(&sp, dir, NULL, NULL), 0);
+  for (i = 0; i < 3; i++) {
+    assert_int_equal(
+        maild__spool_begin(sp, ARRIVAL, rand_fixed, &rnd[i], &w[i]), 0);
+    assert_int_equal(maild__spool_write(w[i], msg, 5000), 0);
+    assert_int_equal(maild__spool_stage(w[i], &e), 0);
+    assert_int_equal(maild__spool_stage(w[i], &e), MAILD_ERR_INVAL);
+  }
+  /* Staged: both files in tmp/, nothing in queue/. */
+  assert_int_equal(count_files(dir, "tmp"), 6);
+  assert_int_equal(count_files(dir, "queue"), 0);
+  assert_int_equal(maild__spool_sync(sp), 0);
+  assert_int_equal(maild__spool_publish(w[0], id[0]), 0);
+  assert_int_equal(maild__spool_publish(w[1], id[1]), 0);
+  maild__spool_abort(w[2]); /* e.g. its client went away */
+  assert_int_equal(maild__spool_sync(sp), 0);
+  assert_int_equal(count_files(dir, "tmp"), 0);
+  assert_int_equal(count_files(dir, "queue"), 4);
+  assert_int_equal(maild__spool_load(sp, id[1], &loaded), 0);
+  assert_int_equal(loaded->msg_size, 5000);
+  maild__spool_envelope_free(sp, loaded);
+  maild__spool_close(sp);
+  f = scan_fresh(dir, NULL);
+  assert_int_equal(f.valid, 2);
+  assert_int_equal(f.temp + f.orphan + f.corrupt, 0);
+  free(msg);
+  remove_tmpdir(dir);
+}
+
+/* A crash between stage and publish leaves only tmp/ files: never
+   delivered, set aside at the next start. */
+static void test_staged_but_not_published(void **state) {
+  char *dir = make_tmpdir();
+  maild_spool *sp;
+  maild_spool_writer *w;
+  maild_envelope e;
+  uint8_t *msg = message(300, 9);
+  uint32_t rnd = 5;
+  found f;
+
+  (void)state;
+  envelope(&e);
+  assert_int_equal(maild__spool_open(&sp, dir, NULL, NULL), 0);
+  assert_int_equal(maild__spool_begin(sp, ARRIVAL, rand_fixed, &rnd, &w), 0);
+  assert_int_equal(maild__spool_write(w, msg, 300), 0);
+  assert_int_equal(maild__spool_stage(w, &e), 0);
+  assert_int_equal(maild__spool_sync(sp), 0);
+  /* The process dies here: the writer is never published nor aborted. */
+  free(w); /* (simulated: its memory goes with the process) */
+  maild__spool_close(sp);
+  f = scan_fresh(dir, NULL);
+  assert_int_equal(f.valid, 0);
+  assert_int_equal(f.temp, 2);
+  assert_int_equal(count_files(dir, "tmp"), 0);
+  free(msg);
+  remove_tmpdir(dir);
+}
+
 static void test_update_of_removed_message(void **state) {
   char *dir = make_tmpdir(), id[MAILD_SPOOL_ID_LEN + 1];
   uint8_t *msg = message(100, 2);
@@ -1209,6 +1283,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_open_creates_layout),
       cmocka_unit_test(test_commit_load_read_remove),
+      cmocka_unit_test(test_group_commit),
+      cmocka_unit_test(test_staged_but_not_published),
       cmocka_unit_test(test_update_of_removed_message),
       cmocka_unit_test(test_empty_message_and_abort),
       cmocka_unit_test(test_id_collisions),

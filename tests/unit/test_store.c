@@ -33,6 +33,7 @@ typedef struct fake_db {
   size_t count;
   int calls;
   int destroyed;
+  int synced;
   int force_rc; /* returned as is when nonzero */
 } fake_db;
 
@@ -80,8 +81,15 @@ static void fake_destroy(maild_store *st, void *backend_data) {
   db->destroyed++;
 }
 
+static int fake_sync(maild_store *st, void *data) {
+  fake_db *db = data;
+  (void)st;
+  db->synced++;
+  return db->force_rc == MAILD_ERR_IO ? 42 : 0; /* 42: not a valid code */
+}
+
 static const maild_store_backend fake_backend = {
-    sizeof(maild_store_backend), "fake", fake_deliver, fake_destroy};
+    sizeof(maild_store_backend), "fake", fake_deliver, fake_destroy, fake_sync};
 
 /* A message in an unlinked temporary file, read from offset 0. */
 static int message_fd(const char *text) {
@@ -253,6 +261,9 @@ static void test_struct_size(void **state) {
   msg.fd = message_fd("x");
   msg.size = 1;
   assert_int_equal(maild_store_deliver(st, &msg, "a.b", 3, "bob", 3, NULL), 0);
+  /* No sync slot: deliveries are always durable, sync is a no-op. */
+  assert_int_equal(maild_store_sync(st), 0);
+  assert_int_equal(db.synced, 0);
   maild_store_del(st); /* no destroy slot: not called, nothing read past */
   assert_int_equal(db.destroyed, 0);
   assert_int_equal(tm.live, 0);
@@ -290,9 +301,28 @@ static void test_new_nomem(void **state) {
   assert_int_equal(tm.live, 0);
 }
 
+/* maild_store_sync() calls the backend's barrier and keeps its errors to
+   the documented set. */
+static void test_sync_reaches_backend(void **state) {
+  fake_db db;
+  maild_store *st;
+
+  (void)state;
+  memset(&db, 0, sizeof(db));
+  assert_int_equal(maild_store_new(&st, &fake_backend, &db, NULL, NULL), 0);
+  assert_int_equal(maild_store_sync(st), 0);
+  assert_int_equal(db.synced, 1);
+  db.force_rc = MAILD_ERR_IO;
+  assert_int_equal(maild_store_sync(st), MAILD_ERR_IO);
+  assert_int_equal(db.synced, 2);
+  assert_int_equal(maild_store_sync(NULL), MAILD_ERR_INVAL);
+  maild_store_del(st);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_fake_backend_delivers),
+      cmocka_unit_test(test_sync_reaches_backend),
       cmocka_unit_test(test_library_checks_before_backend),
       cmocka_unit_test(test_backend_codes_normalised),
       cmocka_unit_test(test_struct_size),
