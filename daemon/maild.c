@@ -32,6 +32,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#define MAX_BOUND 16 /* listeners; the server takes no more */
+
 typedef struct daemon_state {
   maild_config cfg;
   const char *cfg_path;
@@ -51,6 +53,7 @@ typedef struct daemon_state {
   char reload_err[1024];
   char pidfile[4096];
   int ready_fd;
+  int bound_port[MAX_BOUND];
 } daemon_state;
 
 /* ---- Logging ---- */
@@ -162,17 +165,35 @@ static int first_account(daemon_state *d) {
 }
 
 static int prepare_data(daemon_state *d) {
-  char mail[4096], err[1024];
+  char mail[4096];
 
   if (maild_mkdirs(d->cfg.data_dir) != 0)
     return fail("%s: %s", d->cfg.data_dir, strerror(errno));
   if (join(mail, sizeof(mail), d->cfg.data_dir, "mail") != 0 ||
       (mkdir(mail, 0700) != 0 && errno != EEXIST))
     return fail("%s: %s", mail, strerror(errno));
+  return 0;
+}
+
+/* Users and aliases, after the listeners: a start that cannot bind its
+   ports creates no account. Then says where it listens. */
+static int load_site(daemon_state *d) {
+  char err[1024];
+  size_t i;
+
   if (first_account(d) != 0)
     return 1;
   if (maild_site_load(&d->site, &d->cfg, err, sizeof(err)) != 0)
     return fail("%s", err);
+  maild_server_set_directory(d->srv, d->site.directory);
+  for (i = 0; i < d->cfg.nlisteners && i < MAX_BOUND; i++) {
+    const maild_config_listener *l = &d->cfg.listeners[i];
+    printf("maild: %s listening on %s%s%s:%d\n",
+           maild_config_service_name(l->service),
+           strchr(l->address, ':') ? "[" : "", l->address,
+           strchr(l->address, ':') ? "]" : "", d->bound_port[i]);
+  }
+  fflush(stdout);
   return 0;
 }
 
@@ -197,7 +218,8 @@ static int make_server(daemon_state *d) {
   if (rc != 0)
     return fail("%s: %s", spool, maild_strerror(rc));
   maild_server_set_store(d->srv, d->store);
-  maild_server_set_directory(d->srv, d->site.directory);
+  if (d->cfg.nlisteners > MAX_BOUND)
+    return fail("at most %d listen settings", MAX_BOUND);
   for (i = 0; i < d->cfg.nlisteners; i++) {
     const maild_config_listener *l = &d->cfg.listeners[i];
     maild_service svc = l->service == MAILD_CONFIG_SMTP ? MAILD_SERVICE_SMTP
@@ -211,13 +233,12 @@ static int make_server(daemon_state *d) {
     rc = maild_server_listen(d->srv, svc, l->address, l->port, &port);
     if (rc != 0)
       return fail("listen %s %s:%u: %s", maild_config_service_name(l->service),
-                  l->address, (unsigned)l->port, maild_strerror(rc));
-    printf("maild: %s listening on %s%s%s:%d\n",
-           maild_config_service_name(l->service),
-           strchr(l->address, ':') ? "[" : "", l->address,
-           strchr(l->address, ':') ? "]" : "", port);
+                  l->address, (unsigned)l->port,
+                  rc == MAILD_ERR_EXISTS ? "address already in use"
+                  : rc == MAILD_ERR_PERM ? "permission denied"
+                                         : maild_strerror(rc));
+    d->bound_port[i] = port;
   }
-  fflush(stdout);
   return 0;
 }
 
@@ -416,7 +437,7 @@ static int run(daemon_state *d, int check_only) {
   if (prepare_data(d) != 0 || (!d->foreground && background(d) != 0))
     return 1;
   d->loop = uv_default_loop();
-  if (make_server(d) != 0 || drop_root(d) != 0)
+  if (make_server(d) != 0 || load_site(d) != 0 || drop_root(d) != 0)
     return 1;
   write_pidfile(d);
   if (maild_server_start(d->srv) != 0)

@@ -119,6 +119,26 @@ static int save_users(const maild_users *u, const char *path) {
   return maild_users_save(u, path);
 }
 
+/* The Maildir store refuses local parts that look like paths (see
+   maild/store.h: '/', a leading '.', control octets); an account it could
+   never deliver to is refused here rather than at the first message. */
+static int mailbox_name_ok(const char *addr) {
+  const char *at = strrchr(addr, '@');
+  const char *p = addr;
+
+  if (at == NULL)
+    return 1; /* not an address: maild_users_add() says why */
+  if (*p == '"')
+    p++; /* the quoted form: judge its content */
+  if (*p == '.')
+    return 0;
+  for (; p < at; p++) {
+    if (*p == '/' || (unsigned char)*p < 0x20 || *p == 0x7f)
+      return 0;
+  }
+  return 1;
+}
+
 static int user_cmd(const maild_config *cfg, int argc, char **argv) {
   const char *op = argc > 0 ? argv[0] : "";
   const char *addr = argc > 1 ? argv[1] : NULL;
@@ -157,6 +177,14 @@ static int user_cmd(const maild_config *cfg, int argc, char **argv) {
       maild_users_del(u);
       return fail("password", MAILD_ERR_INVAL);
     }
+  }
+  if (strcmp(op, "add") == 0 && !mailbox_name_ok(addr)) {
+    fprintf(stderr,
+            "maildctl: %s: this local part cannot name a mailbox "
+            "('/', a leading '.', or control characters)\n",
+            addr);
+    maild_users_del(u);
+    return 1;
   }
   if (strcmp(op, "add") == 0)
     rc = maild_users_add(u, addr, plen > 0 ? password : NULL, (size_t)plen);

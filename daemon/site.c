@@ -51,7 +51,17 @@ static int build_directory(maild_site *site, const maild_config *cfg, char *err,
   memset(&where, 0, sizeof(where));
   rc = maild_directory_new(&site->directory, &dc, &where, NULL, NULL);
   free(aliases);
-  if (rc != 0)
+  if (rc == MAILD_ERR_NOT_FOUND && where.part == MAILD_DIRECTORY_PART_DOMAIN)
+    snprintf(err, errlen,
+             "domain %s has no postmaster (RFC 5321 4.5.1): add a user of "
+             "that domain (maildctl user add postmaster@%s) or "
+             "'alias postmaster@%s ADDRESS' to the configuration",
+             cfg->domains[where.index], cfg->domains[where.index],
+             cfg->domains[where.index]);
+  else if (rc == MAILD_ERR_NOT_FOUND)
+    snprintf(err, errlen, "%s: a target is neither a user nor an alias",
+             part_name(cfg, &where, what, sizeof(what)));
+  else if (rc != 0)
     snprintf(err, errlen, "%s: %s", part_name(cfg, &where, what, sizeof(what)),
              maild_strerror(rc));
   return rc;

@@ -61,12 +61,35 @@ void maild__delivery_free(delivery *d) {
   maild__free(m, d);
 }
 
+/* ASCII case-insensitive equality of s[0..n) and the string t. */
+static int same_name(const char *s, size_t n, const char *t) {
+  size_t i;
+
+  for (i = 0; i < n; i++) {
+    int a = (unsigned char)s[i], b = (unsigned char)t[i];
+    if (b == '\0')
+      return 0;
+    a += a >= 'A' && a <= 'Z' ? 32 : 0;
+    b += b >= 'A' && b <= 'Z' ? 32 : 0;
+    if (a != b)
+      return 0;
+  }
+  return t[n] == '\0';
+}
+
 int maild__delivery_add_rcpt(delivery *d, const char *orig, const char *domain,
                              size_t dlen, const char *local, size_t llen) {
   maild_mem *m = &d->srv->mem;
   delivery_rcpt *r;
   size_t i;
 
+  /* One copy per mailbox, however many recipients lead to it (the same
+     address twice, or an alias and one of its targets), as Postfix does. */
+  for (i = 0; i < d->nrcpts; i++) {
+    if (same_name(domain, dlen, d->rcpts[i].domain) &&
+        same_name(local, llen, d->rcpts[i].local))
+      return 0;
+  }
   r = maild__realloc(m, d->rcpts, (d->nrcpts + 1) * sizeof(*r));
   if (r == NULL)
     return MAILD_ERR_NOMEM;
