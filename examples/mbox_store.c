@@ -29,18 +29,34 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The envelope sender, from the Return-Path line the server put first;
+   "MAILER-DAEMON" for the null sender (RFC 4155 asks for the sender). */
+static void sender_of(const char *msg, size_t len, char *out, size_t size) {
+  const char *lt = memchr(msg, '<', len < 1024 ? len : 1024);
+  const char *gt = lt ? memchr(lt, '>', (size_t)(msg + len - lt)) : NULL;
+  size_t n = lt && gt ? (size_t)(gt - lt - 1) : 0;
+
+  if (strncmp(msg, "Return-Path: <", 14) != 0 || n == 0 || n >= size ||
+      memchr(lt + 1, ' ', n) != NULL) {
+    snprintf(out, size, "MAILER-DAEMON");
+    return;
+  }
+  memcpy(out, lt + 1, n);
+  out[n] = '\0';
+}
+
 /* Appends `len` octets of `msg` as one mboxrd entry to `fd`. */
 static int append_entry(int fd, const char *msg, size_t len) {
   time_t now = time(NULL);
-  char from[64];
+  char sender[512], date[64];
   size_t i = 0;
   FILE *f = fdopen(dup(fd), "a");
 
   if (f == NULL)
     return -1;
-  strftime(from, sizeof(from), "From MAILER-DAEMON %a %b %e %H:%M:%S %Y\n",
-           gmtime(&now));
-  fputs(from, f);
+  sender_of(msg, len, sender, sizeof(sender));
+  strftime(date, sizeof(date), "%a %b %e %H:%M:%S %Y", gmtime(&now));
+  fprintf(f, "From %s %s\n", sender, date);
   while (i < len) {
     const char *eol = memchr(msg + i, '\n', len - i);
     size_t n = eol ? (size_t)(eol - (msg + i)) : len - i, q = 0;
