@@ -159,6 +159,12 @@ typedef struct maild_store_backend {
      before this call durable. May be NULL (then deliveries are always
      synced). Returns 0, MAILD_ERR_IO or MAILD_ERR_TIMEOUT. */
   int (*sync)(maild_store *st, void *backend_data);
+  /* Takes back a delivery made with MAILD_STORE_NO_SYNC whose barrier
+     failed, so the client's retry does not leave two copies. `id` is the
+     result's id. May be NULL. Returns 0, MAILD_ERR_NOT_FOUND or
+     MAILD_ERR_IO. */
+  int (*withdraw)(maild_store *st, const char *domain, const char *local,
+                  const char *id, void *backend_data);
 } maild_store_backend;
 
 /*
@@ -204,6 +210,17 @@ MAILD_EXTERN int maild_store_deliver(maild_store *st,
  * MAILD_ERR_TIMEOUT.
  */
 MAILD_EXTERN int maild_store_sync(maild_store *st);
+
+/*
+ * Takes back the delivery of message `id` (maild_store_result.id) to
+ * local@domain, for a group commit whose barrier failed: the client is told
+ * to try again, and must not find the first copy as well. Blocks. Returns
+ * 0, MAILD_ERR_NOT_FOUND, MAILD_ERR_UNSUPPORTED (no `withdraw` in the
+ * backend), MAILD_ERR_INVAL or MAILD_ERR_IO.
+ */
+MAILD_EXTERN int maild_store_withdraw(maild_store *st, const char *domain,
+                                      size_t domain_len, const char *local,
+                                      size_t local_len, const char *id);
 
 /* ---- The built-in Maildir backend ------------------------------------ */
 

@@ -51,6 +51,7 @@ void maild__delivery_free(delivery *d) {
     maild__free(m, d->rcpts[i].orig);
     maild__free(m, d->rcpts[i].domain);
     maild__free(m, d->rcpts[i].local);
+    maild__free(m, d->rcpts[i].store_id);
   }
   maild__free(m, d->rcpts);
   maild__buf_free(&d->body, m);
@@ -267,6 +268,8 @@ static size_t deliver_all(delivery *d, int nosync) {
                             r->local, strlen(r->local), &res);
     r->sys_errno = res.sys_errno;
     r->done = r->status == 0;
+    if (r->done && nosync) /* kept in case the barrier fails */
+      r->store_id = maild__strndup(&srv->mem, res.id, strlen(res.id));
     done += (size_t)r->done;
   }
   close(fd);
@@ -346,6 +349,22 @@ static void run_work(uv_work_t *req) {
   d->staged = 1;
 }
 
+/* Takes back the mailbox links of a batch whose barrier failed. */
+static void withdraw_all(delivery *d) {
+  size_t i;
+  int e = errno;
+
+  for (i = 0; i < d->nrcpts; i++) {
+    delivery_rcpt *r = &d->rcpts[i];
+    if (!r->done || r->store_id == NULL)
+      continue;
+    maild_store_withdraw(d->srv->store, r->domain, strlen(r->domain), r->local,
+                         strlen(r->local), r->store_id);
+    r->done = 0;
+  }
+  errno = e;
+}
+
 /*
  * Group commit, one batch at a time: one barrier makes every staged
  * message's content durable; then each is moved into queue/ and linked
@@ -377,7 +396,9 @@ static void commit_work(uv_work_t *req) {
     if (d->id[0] == '\0')
       continue;
     if (err != 0) {
-      /* Not known to be durable: the client is told to try again. */
+      /* Not known to be durable: take it all back, and the client is told
+         to try again (nothing is left that its retry would duplicate). */
+      withdraw_all(d);
       maild__spool_remove(srv->spool, d->id);
       refuse_io(d, errno);
       continue;

@@ -106,7 +106,8 @@ typedef struct delivery_rcpt {
   int done;
   int status; /* last maild_store_deliver() result */
   int sys_errno;
-  int logged; /* its delivery has been logged */
+  int logged;     /* its delivery has been logged */
+  char *store_id; /* the store's name for it, to withdraw it */
 } delivery_rcpt;
 
 /* One message on its way from the session into the spool and mailboxes. */

@@ -310,8 +310,9 @@ static void set_deadline(smtp_session *s, int got_input) {
   }
 }
 
-static void pump(smtp_session *s) {
-  const uint8_t *out;
+/* Offers buffered input to the engine; returns nonzero if it took any. */
+static int feed_buffered(smtp_session *s) {
+  int took = 0;
   maild_ssize n;
 
   while (!s->ended && maild__buf_used(&s->in) > 0 &&
@@ -320,15 +321,43 @@ static void pump(smtp_session *s) {
     if (n <= 0)
       break;
     maild__buf_consume(&s->in, (size_t)n);
+    took = 1;
   }
+  return took;
+}
+
+/* Moves the engine's replies to the socket while it has room; returns
+   nonzero if any moved, -1 if the connection failed. */
+static int flush_output(smtp_session *s) {
+  const uint8_t *out;
+  maild_ssize n;
+  int moved = 0;
+
   while (maild__conn_pending(s->conn) < OUTPUT_MAX &&
          (n = maild_smtp_server_send(s->eng, &out)) > 0) {
-    if (maild__conn_write(s->conn, out, (size_t)n) != 0) {
+    if (maild__conn_write(s->conn, out, (size_t)n) != 0)
+      return -1;
+    moved = 1;
+  }
+  return moved;
+}
+
+static void pump(smtp_session *s) {
+  int fed, moved;
+
+  /* Feeding fills the engine's output; sending it (often at once, by
+     uv_try_write) lets the engine take more input. Go round until
+     neither moves, or a pipelining client that does read would wait for
+     a drain callback that never comes. */
+  do {
+    fed = feed_buffered(s);
+    moved = flush_output(s);
+    if (moved < 0) {
       maild_smtp_server_terminate(s->eng, NULL);
       end_connection(s);
       return;
     }
-  }
+  } while ((fed || moved) && !s->ended);
   if (s->ended)
     return;
   if (maild_smtp_server_closing(s->eng) &&

@@ -569,9 +569,41 @@ static int maildir_sync(maild_store *st, void *backend_data) {
   return syncfs(md->root_fd) == 0 ? 0 : MAILD_ERR_IO;
 }
 
-static const maild_store_backend maildir_backend = {
-    sizeof(maild_store_backend), "maildir", maildir_deliver, maildir_destroy,
-    maildir_sync};
+/* Removes new/<id> again (see maild_store_withdraw). */
+static int maildir_withdraw(maild_store *st, const char *domain,
+                            const char *local, const char *id,
+                            void *backend_data) {
+  maildir *md = backend_data;
+  maild_store_result res;
+  char folded[MAILD_STORE_NAME_MAX + 1];
+  char dom[MAILDIR_NAME_MAX + 1], loc[MAILDIR_NAME_MAX + 1];
+  int fds[BOX_DIRS];
+  int rc;
+
+  (void)st;
+  if (strchr(id, '/') != NULL || id[0] == '.')
+    return MAILD_ERR_INVAL;
+  memset(&res, 0, sizeof(res));
+  fold_ascii(folded, local);
+  rc = maildir_encode(dom, domain);
+  if (rc == 0)
+    rc = maildir_encode(loc, folded);
+  if (rc == 0)
+    rc = open_box(md, dom, loc, fds, &res);
+  if (rc != 0)
+    return rc;
+  if (unlinkat(fds[BOX_NEW], id, 0) != 0)
+    rc = errno == ENOENT ? MAILD_ERR_NOT_FOUND : MAILD_ERR_IO;
+  close_box(fds);
+  return rc;
+}
+
+static const maild_store_backend maildir_backend = {sizeof(maild_store_backend),
+                                                    "maildir",
+                                                    maildir_deliver,
+                                                    maildir_destroy,
+                                                    maildir_sync,
+                                                    maildir_withdraw};
 
 static uint64_t default_now_usec(void *user_data) {
   struct timespec ts;

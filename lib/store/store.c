@@ -140,3 +140,24 @@ int maild_store_deliver(maild_store *st, const maild_store_message *msg,
   res->id[MAILD_STORE_ID_MAX - 1] = '\0';
   return store_check_result(rc, res);
 }
+
+int maild_store_withdraw(maild_store *st, const char *domain, size_t domain_len,
+                         const char *local, size_t local_len, const char *id) {
+  char dom[MAILD_STORE_NAME_MAX + 1];
+  char loc[MAILD_STORE_NAME_MAX + 1];
+  int rc;
+
+  if (st == NULL || id == NULL || id[0] == '\0')
+    return MAILD_ERR_INVAL;
+  if (st->backend.withdraw == NULL)
+    return MAILD_ERR_UNSUPPORTED;
+  rc = store_copy_name(dom, domain, domain_len, 1);
+  if (rc == 0)
+    rc = store_copy_name(loc, local, local_len, 0);
+  if (rc != 0)
+    return rc;
+  rc = st->backend.withdraw(st, dom, loc, id, st->backend_data);
+  return rc == 0 || rc == MAILD_ERR_NOT_FOUND || rc == MAILD_ERR_INVAL
+             ? rc
+             : MAILD_ERR_IO;
+}

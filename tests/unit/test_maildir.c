@@ -284,6 +284,36 @@ static void test_link_delivery(void **state) {
   assert_base_clean(f, 0);
 }
 
+/* A delivery made without its barrier can be taken back (group commit
+   whose barrier failed); the mailbox is as before. */
+static void test_no_sync_and_withdraw(void **state) {
+  fx *f = *state;
+  maild_store_message m;
+  maild_store_result res;
+
+  fx_open(f);
+  memset(&m, 0, sizeof(m));
+  m.fd = f->msg_fd;
+  m.size = f->msg_size;
+  m.link_dirfd = f->spool_fd;
+  m.link_name = "msg";
+  m.flags = MAILD_STORE_NO_SYNC;
+  assert_int_equal(
+      maild_store_deliver(f->st, &m, "example.org", 11, "alice", 5, &res), 0);
+  assert_int_equal(count_tree(f, "root/example.org/alice/new"), 1);
+  assert_int_equal(maild_store_sync(f->st), 0);
+  assert_int_equal(
+      maild_store_withdraw(f->st, "example.org", 11, "Alice", 5, res.id), 0);
+  assert_int_equal(count_tree(f, "root/example.org/alice/new"), 0);
+  assert_int_equal(
+      maild_store_withdraw(f->st, "example.org", 11, "alice", 5, res.id),
+      MAILD_ERR_NOT_FOUND);
+  assert_int_equal(
+      maild_store_withdraw(f->st, "example.org", 11, "alice", 5, "../x"),
+      MAILD_ERR_INVAL);
+  assert_base_clean(f, 0);
+}
+
 /* Linking fails or names the wrong file: the message is copied. */
 static void test_link_fallback(void **state) {
   fx *f = *state;
@@ -777,13 +807,21 @@ static void test_alloc_failure_sweep(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
-      T(test_copy_delivery),          T(test_link_delivery),
-      T(test_link_fallback),          T(test_short_content),
-      T(test_thousand_in_one_second), T(test_name_collision),
-      T(test_concurrent_deliveries),  T(test_unsafe_addresses),
-      T(test_case_folding),           T(test_encoding_injective),
-      T(test_symlink_refused),        T(test_quota),
-      T(test_quota_callback),         T(test_new_errors),
+      T(test_copy_delivery),
+      T(test_link_delivery),
+      T(test_no_sync_and_withdraw),
+      T(test_link_fallback),
+      T(test_short_content),
+      T(test_thousand_in_one_second),
+      T(test_name_collision),
+      T(test_concurrent_deliveries),
+      T(test_unsafe_addresses),
+      T(test_case_folding),
+      T(test_encoding_injective),
+      T(test_symlink_refused),
+      T(test_quota),
+      T(test_quota_callback),
+      T(test_new_errors),
       T(test_alloc_failure_sweep),
 #undef T
   };

@@ -34,6 +34,7 @@ typedef struct fake_db {
   int calls;
   int destroyed;
   int synced;
+  int withdrawn;
   int force_rc; /* returned as is when nonzero */
 } fake_db;
 
@@ -88,8 +89,20 @@ static int fake_sync(maild_store *st, void *data) {
   return db->force_rc == MAILD_ERR_IO ? 42 : 0; /* 42: not a valid code */
 }
 
-static const maild_store_backend fake_backend = {
-    sizeof(maild_store_backend), "fake", fake_deliver, fake_destroy, fake_sync};
+static int fake_withdraw(maild_store *st, const char *domain, const char *local,
+                         const char *id, void *data) {
+  fake_db *db = data;
+  (void)st, (void)domain, (void)local;
+  db->withdrawn++;
+  return strcmp(id, "gone") == 0 ? MAILD_ERR_NOT_FOUND : 77;
+}
+
+static const maild_store_backend fake_backend = {sizeof(maild_store_backend),
+                                                 "fake",
+                                                 fake_deliver,
+                                                 fake_destroy,
+                                                 fake_sync,
+                                                 fake_withdraw};
 
 /* A message in an unlinked temporary file, read from offset 0. */
 static int message_fd(const char *text) {
@@ -316,6 +329,16 @@ static void test_sync_reaches_backend(void **state) {
   assert_int_equal(maild_store_sync(st), MAILD_ERR_IO);
   assert_int_equal(db.synced, 2);
   assert_int_equal(maild_store_sync(NULL), MAILD_ERR_INVAL);
+  /* Withdraw: names checked first, codes kept to the documented set. */
+  assert_int_equal(maild_store_withdraw(st, "a.b", 3, "bob", 3, "gone"),
+                   MAILD_ERR_NOT_FOUND);
+  assert_int_equal(maild_store_withdraw(st, "a.b", 3, "bob", 3, "x"),
+                   MAILD_ERR_IO);
+  assert_int_equal(maild_store_withdraw(st, "a.b", 3, "b\nb", 3, "x"),
+                   MAILD_ERR_INVAL);
+  assert_int_equal(maild_store_withdraw(st, "a.b", 3, "bob", 3, ""),
+                   MAILD_ERR_INVAL);
+  assert_int_equal(db.withdrawn, 2);
   maild_store_del(st);
 }
 
