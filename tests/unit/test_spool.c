@@ -91,7 +91,9 @@ static int count_files(const char *dir, const char *sub) {
 static int file_exists(const char *dir, const char *sub, const char *name) {
   char path[512];
   struct stat st;
-  snprintf(path, sizeof(path), "%s/%s/%s", dir, sub, name);
+  if (snprintf(path, sizeof(path), "%s/%s/%s", dir, sub, name) >=
+      (int)sizeof(path))
+    return 0;
   return lstat(path, &st) == 0;
 }
 
