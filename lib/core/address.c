@@ -12,6 +12,7 @@
  * routing characters ("%", "!", a quoted "@") are kept as plain local-part
  * characters: deciding what they mean is the relay policy's job.
  */
+#include "core/ascii.h"
 #include "maild/address.h"
 #include "maild/error.h"
 
@@ -40,25 +41,6 @@ static int is_digit(unsigned ch) {
 /* Let-dig = ALPHA / DIGIT (RFC 5321 4.1.2). */
 static int is_let_dig(unsigned ch) {
   return is_alpha(ch) || is_digit(ch);
-}
-
-static unsigned ascii_lower(unsigned ch) {
-  return ch >= 'A' && ch <= 'Z' ? ch + 32 : ch;
-}
-
-/* Locale-free case-insensitive comparison with a NUL-terminated word. */
-static int ascii_caseeq(const char *s, size_t n, const char *word) {
-  size_t i;
-
-  for (i = 0; i < n; i++)
-    if (word[i] == '\0' ||
-        ascii_lower((unsigned char)s[i]) != ascii_lower((unsigned char)word[i]))
-      return 0;
-  return word[n] == '\0';
-}
-
-static int is_ctl(unsigned ch) {
-  return ch < 0x20 || ch == 0x7f;
 }
 
 /* atext (RFC 5322 3.2.3, used by RFC 5321 4.1.2 Atom); ASCII only. */
@@ -118,7 +100,8 @@ static int check_octets(const char *in, size_t len, unsigned allow) {
 
   for (i = 0; i < len; i++) {
     unsigned ch = (unsigned char)in[i];
-    if (is_ctl(ch) || (ch >= 0x80 && !(allow & MAILD_PATH_ALLOW_UTF8)))
+    if (maild__ascii_is_ctl(ch) ||
+        (ch >= 0x80 && !(allow & MAILD_PATH_ALLOW_UTF8)))
       return MAILD_ERR_BAD_CHAR;
   }
   return maild_utf8_check(in, len);
@@ -229,7 +212,7 @@ static int check_literal(const char *in, size_t len) {
   colon = memchr(v, ':', n);
   if (colon == NULL)
     return pton(AF_INET, v, n);
-  if (ascii_caseeq(v, (size_t)(colon - v), "IPv6"))
+  if (maild__ascii_caseeq(v, (size_t)(colon - v), "IPv6"))
     return pton(AF_INET6, colon + 1, n - 5);
   return check_general_literal(v, (size_t)(colon - v), colon + 1,
                                n - (size_t)(colon - v) - 1);
@@ -268,7 +251,7 @@ static int unexpected(const path_cursor *c) {
   if (c->pos >= c->len)
     return MAILD_ERR_SYNTAX;
   ch = c->s[c->pos];
-  if (is_ctl(ch))
+  if (maild__ascii_is_ctl(ch))
     return MAILD_ERR_BAD_CHAR;
   if (ch >= 0x80 && (!(c->allow & MAILD_PATH_ALLOW_UTF8) ||
                      utf8_seq(c->s + c->pos, c->len - c->pos) == 0))
@@ -299,7 +282,8 @@ static int prescan(const char *in, size_t len, unsigned allow) {
     len = MAILD_PATH_MAX;
   for (i = 0; i < len && in[i] != '>'; i++) {
     unsigned ch = (unsigned char)in[i];
-    if (is_ctl(ch) || (ch >= 0x80 && !(allow & MAILD_PATH_ALLOW_UTF8)))
+    if (maild__ascii_is_ctl(ch) ||
+        (ch >= 0x80 && !(allow & MAILD_PATH_ALLOW_UTF8)))
       return MAILD_ERR_BAD_CHAR;
   }
   return 0;
@@ -557,7 +541,7 @@ static int skip_route(path_cursor *c) {
 static int accept_postmaster(path_cursor *c, const maild_path *out) {
   if (!(c->allow & MAILD_PATH_ALLOW_POSTMASTER) ||
       (c->flags & (MAILD_PATH_ROUTE | MAILD_PATH_QUOTED)) ||
-      !ascii_caseeq(out->local, out->local_len, "postmaster"))
+      !maild__ascii_caseeq(out->local, out->local_len, "postmaster"))
     return MAILD_ERR_SYNTAX;
   c->flags |= MAILD_PATH_POSTMASTER;
   return 0;

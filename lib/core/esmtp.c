@@ -14,6 +14,7 @@
  * spool file or a log line (TESTPLAN S8). No allocation: values are decoded
  * into the fixed buffers of the result struct.
  */
+#include "core/ascii.h"
 #include "maild/esmtp.h"
 #include "maild/error.h"
 
@@ -41,30 +42,11 @@ typedef struct esmtp_word {
   unsigned exts; /* extension the word needs, 0 for none more */
 } esmtp_word;
 
-static unsigned ascii_lower(unsigned ch) {
-  return ch >= 'A' && ch <= 'Z' ? ch + 32 : ch;
-}
-
-/* Locale-free case-insensitive comparison with a NUL-terminated word. */
-static int ascii_caseeq(const char *s, size_t n, const char *word) {
-  size_t i;
-
-  for (i = 0; i < n; i++)
-    if (word[i] == '\0' ||
-        ascii_lower((unsigned char)s[i]) != ascii_lower((unsigned char)word[i]))
-      return 0;
-  return word[n] == '\0';
-}
-
-static int is_ctl(unsigned ch) {
-  return ch < 0x20 || ch == 0x7f;
-}
-
 static int has_ctl(const char *s, size_t n) {
   size_t i;
 
   for (i = 0; i < n; i++)
-    if (is_ctl((unsigned char)s[i]))
+    if (maild__ascii_is_ctl((unsigned char)s[i]))
       return 1;
   return 0;
 }
@@ -79,7 +61,7 @@ static const esmtp_word *find_word(const esmtp_word *w, size_t count,
   size_t i;
 
   for (i = 0; i < count; i++)
-    if (ascii_caseeq(s, n, w[i].name))
+    if (maild__ascii_caseeq(s, n, w[i].name))
       return &w[i];
   return NULL;
 }
@@ -127,7 +109,7 @@ maild_ssize maild_xtext_decode(const char *in, size_t len, char *out,
     ch = xtext_octet(in, len, &i);
     if (ch < 0)
       return ch;
-    if (is_ctl((unsigned)ch))
+    if (maild__ascii_is_ctl((unsigned)ch))
       return MAILD_ERR_BAD_CHAR;
     if (n + 1 >= cap)
       return MAILD_ERR_NOSPC;
@@ -452,7 +434,7 @@ static int orcpt_type(maild_esmtp_params *out, const char *s, size_t n) {
   if (n > MAILD_ADDRTYPE_MAX)
     return MAILD_ERR_TOO_LONG;
   for (i = 0; i < n; i++)
-    out->orcpt_type[i] = (char)ascii_lower((unsigned char)s[i]);
+    out->orcpt_type[i] = (char)maild__ascii_lower((unsigned char)s[i]);
   out->orcpt_type[n] = '\0';
   return 0;
 }
@@ -518,7 +500,7 @@ static const esmtp_keyword *find_keyword(const char *s, size_t n) {
   size_t i;
 
   for (i = 0; i < sizeof(keywords) / sizeof(keywords[0]); i++)
-    if (ascii_caseeq(s, n, keywords[i].name))
+    if (maild__ascii_caseeq(s, n, keywords[i].name))
       return &keywords[i];
   return NULL;
 }

@@ -8,6 +8,7 @@
  */
 #include "proto/smtp_server_int.h"
 
+#include "core/ascii.h"
 #include "core/mem.h"
 #include "maild/error.h"
 
@@ -27,24 +28,9 @@ typedef struct smtp_cmd {
   unsigned flags;
 } smtp_cmd;
 
-static int lower(int c) {
-  return c >= 'A' && c <= 'Z' ? c + 32 : c;
-}
-
-static int ieq(const char *a, size_t alen, const char *b) {
-  size_t i;
-
-  for (i = 0; i < alen; i++) {
-    if (b[i] == '\0' ||
-        lower((unsigned char)a[i]) != lower((unsigned char)b[i]))
-      return 0;
-  }
-  return b[alen] == '\0';
-}
-
 static int iprefix(const char *a, size_t alen, const char *prefix) {
   size_t n = strlen(prefix);
-  return alen >= n && ieq(a, n, prefix);
+  return alen >= n && maild__ascii_caseeq(a, n, prefix);
 }
 
 /* Appends `str` to a bounded text buffer; returns the new length. */
@@ -419,7 +405,8 @@ static int mech_offered(const maild_smtp_server *s, const char *m, size_t len) {
     size_t n = strcspn(p, " ");
     if (n == len && n > 0) {
       size_t i = 0;
-      while (i < n && lower((unsigned char)m[i]) == lower((unsigned char)p[i]))
+      while (i < n && maild__ascii_lower((unsigned char)m[i]) ==
+                          maild__ascii_lower((unsigned char)p[i]))
         i++;
       if (i == n)
         return 1;
@@ -566,7 +553,7 @@ static int is_http(const char *verb, size_t len) {
   if (len > 1 && verb[len - 1] == ':')
     return 1;
   for (i = 0; i < sizeof(http) / sizeof(http[0]); i++) {
-    if (ieq(verb, len, http[i]))
+    if (maild__ascii_caseeq(verb, len, http[i]))
       return 1;
   }
   return 0;
@@ -584,7 +571,7 @@ static const smtp_cmd *find_command(const char *verb, size_t len) {
   size_t i;
 
   for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-    if (ieq(verb, len, commands[i].verb))
+    if (maild__ascii_caseeq(verb, len, commands[i].verb))
       return &commands[i];
   }
   return NULL;

@@ -11,13 +11,10 @@
  */
 #include "proto/smtp_server_int.h"
 
+#include "core/ascii.h"
 #include "maild/error.h"
 
 #include <string.h>
-
-static int lower(int c) {
-  return c >= 'A' && c <= 'Z' ? c + 32 : c;
-}
 
 /* Counts "Received:" header lines up to the empty line that ends the
    header section (RFC 5322 2.1). */
@@ -37,7 +34,7 @@ static void scan_headers(smtp_tx *tx, const uint8_t *p, size_t n) {
     if (c == '\r')
       continue;
     if (tx->line_match && tx->line_len < sizeof(pat) - 1) {
-      if (lower(c) != pat[tx->line_len])
+      if (maild__ascii_lower((unsigned)c) != (unsigned char)pat[tx->line_len])
         tx->line_match = 0;
       else if (tx->line_len == sizeof(pat) - 2)
         tx->received++;
@@ -165,10 +162,11 @@ static int parse_bdat(const char *arg, size_t len, uint64_t *size, int *last) {
   *last = 0;
   if (i == len)
     return 0;
+  if (arg[i] != ' ')
+    return -1; /* "BDAT 100LAST" */
   while (i < len && arg[i] == ' ')
     i++;
-  if (len - i == 4 && lower(arg[i]) == 'l' && lower(arg[i + 1]) == 'a' &&
-      lower(arg[i + 2]) == 's' && lower(arg[i + 3]) == 't') {
+  if (maild__ascii_caseeq(arg + i, len - i, "LAST")) {
     *last = 1;
     return 0;
   }

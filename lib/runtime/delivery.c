@@ -16,6 +16,7 @@
  */
 #include "runtime/server_int.h"
 
+#include "core/ascii.h"
 #include "core/mem.h"
 #include "maild/error.h"
 #include "proto/received.h"
@@ -62,22 +63,6 @@ void maild__delivery_free(delivery *d) {
   maild__free(m, d);
 }
 
-/* ASCII case-insensitive equality of s[0..n) and the string t. */
-static int same_name(const char *s, size_t n, const char *t) {
-  size_t i;
-
-  for (i = 0; i < n; i++) {
-    int a = (unsigned char)s[i], b = (unsigned char)t[i];
-    if (b == '\0')
-      return 0;
-    a += a >= 'A' && a <= 'Z' ? 32 : 0;
-    b += b >= 'A' && b <= 'Z' ? 32 : 0;
-    if (a != b)
-      return 0;
-  }
-  return t[n] == '\0';
-}
-
 int maild__delivery_add_rcpt(delivery *d, const char *orig, const char *domain,
                              size_t dlen, const char *local, size_t llen) {
   maild_mem *m = &d->srv->mem;
@@ -87,8 +72,8 @@ int maild__delivery_add_rcpt(delivery *d, const char *orig, const char *domain,
   /* One copy per mailbox, however many recipients lead to it (the same
      address twice, or an alias and one of its targets), as Postfix does. */
   for (i = 0; i < d->nrcpts; i++) {
-    if (same_name(domain, dlen, d->rcpts[i].domain) &&
-        same_name(local, llen, d->rcpts[i].local))
+    if (maild__ascii_caseeq(domain, dlen, d->rcpts[i].domain) &&
+        maild__ascii_caseeq(local, llen, d->rcpts[i].local))
       return 0;
   }
   r = maild__realloc(m, d->rcpts, (d->nrcpts + 1) * sizeof(*r));
