@@ -131,6 +131,10 @@ static const setting settings[] = {
    .field = FIELD(timeout_command_ms), .option = OPT(TIMEOUT_COMMAND)},
   {.name = "timeout-data", .kind = K_DURATION, .field = FIELD(timeout_data_ms),
    .option = OPT(TIMEOUT_DATA)},
+  {.name = "timeout-tls", .kind = K_DURATION, .field = FIELD(timeout_tls_ms),
+   .option = OPT(TIMEOUT_TLS)},
+  {.name = "tls-cert", .kind = K_PATH, .field = FIELD(tls_cert)},
+  {.name = "tls-key", .kind = K_PATH, .field = FIELD(tls_key)},
   {.name = "log", .kind = K_CHOICE, .field = FIELD(log),
    .choices = log_targets},
 };
@@ -1008,6 +1012,8 @@ void maild_config_free(maild_config *cfg) {
   free(cfg->data_dir);
   free(cfg->users_path);
   free(cfg->run_user);
+  free(cfg->tls_cert);
+  free(cfg->tls_key);
   free_listeners(cfg);
   for (i = 0; i < cfg->naliases; i++)
     free_alias(&cfg->aliases[i]);

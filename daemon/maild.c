@@ -18,6 +18,7 @@
 #include "maild/error.h"
 #include "maild/server.h"
 #include "maild/store.h"
+#include "maild/tls.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -49,6 +50,7 @@ typedef struct daemon_state {
   int reloading;
   maild_config new_cfg;
   maild_site new_site;
+  maild_tls_credentials *new_cred;
   int reload_rc;
   char reload_err[1024];
   char pidfile[4096];
@@ -197,6 +199,48 @@ static int load_site(daemon_state *d) {
   return 0;
 }
 
+/* The certificate's paths: configured, or made on first start. */
+static void tls_paths(const maild_config *cfg, char *cert, char *key,
+                      size_t len) {
+  if (cfg->tls_cert != NULL) {
+    snprintf(cert, len, "%s", cfg->tls_cert);
+    snprintf(key, len, "%s", cfg->tls_key);
+    return;
+  }
+  snprintf(cert, len, "%s/tls/cert.pem", cfg->data_dir);
+  snprintf(key, len, "%s/tls/key.pem", cfg->data_dir);
+}
+
+/* Loads the certificate, creating a self-signed one for the hostname
+   (and localhost, 127.0.0.1) on first start when none is configured. */
+static int load_tls(const maild_config *cfg, maild_tls_credentials **cred,
+                    int may_create, char *err, size_t errlen) {
+  char cert[4096], key[4096], dir[4096];
+  int rc;
+
+  if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL)) {
+    snprintf(err, errlen, "tls-cert and tls-key go together");
+    return MAILD_ERR_INVAL;
+  }
+  tls_paths(cfg, cert, key, sizeof(cert));
+  if (cfg->tls_cert == NULL && may_create && access(cert, F_OK) != 0) {
+    snprintf(dir, sizeof(dir), "%s/tls", cfg->data_dir);
+    if (maild_mkdirs(dir) != 0) {
+      snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+      return MAILD_ERR_IO;
+    }
+    /* A key without a certificate is what a crash between the two
+       writes leaves: make both again. */
+    rc = maild_tls_generate_self_signed(cert, key, cfg->hostname, 1, err,
+                                        errlen);
+    if (rc != 0)
+      return rc;
+    printf("maild: created a self-signed certificate for %s in %s\n",
+           cfg->hostname, dir);
+  }
+  return maild_tls_credentials_load(cred, cert, key, NULL, err, errlen);
+}
+
 static int make_server(daemon_state *d) {
   maild_store_maildir_config mc;
   maild_server_callbacks cb = {on_server_log};
@@ -218,6 +262,14 @@ static int make_server(daemon_state *d) {
   if (rc != 0)
     return fail("%s: %s", spool, maild_strerror(rc));
   maild_server_set_store(d->srv, d->store);
+  {
+    maild_tls_credentials *cred;
+    char err[1024];
+    if (load_tls(&d->cfg, &cred, 1, err, sizeof(err)) != 0)
+      return fail("TLS: %s", err);
+    maild_server_set_tls(d->srv, cred);
+    maild_tls_credentials_del(cred);
+  }
   if (d->cfg.nlisteners > MAX_BOUND)
     return fail("at most %d listen settings", MAX_BOUND);
   for (i = 0; i < d->cfg.nlisteners; i++) {
@@ -225,7 +277,8 @@ static int make_server(daemon_state *d) {
     maild_service svc = l->service == MAILD_CONFIG_SMTP ? MAILD_SERVICE_SMTP
                         : l->service == MAILD_CONFIG_SUBMISSION
                             ? MAILD_SERVICE_SUBMISSION
-                            : 0;
+                        : l->service == MAILD_CONFIG_SMTPS ? MAILD_SERVICE_SMTPS
+                                                           : 0;
     int port = 0;
     if (svc == 0)
       return fail("listen %s: not available in this version",
@@ -316,6 +369,13 @@ static void reload_work(uv_work_t *req) {
   if (d->reload_rc == 0)
     d->reload_rc = maild_site_load(&d->new_site, &d->new_cfg, d->reload_err,
                                    sizeof(d->reload_err));
+  d->new_cred = NULL;
+  if (d->reload_rc == 0) {
+    d->reload_rc = load_tls(&d->new_cfg, &d->new_cred, 0, d->reload_err,
+                            sizeof(d->reload_err));
+    if (d->reload_rc != 0)
+      maild_site_free(&d->new_site);
+  }
 }
 
 static void reload_done(uv_work_t *req, int status) {
@@ -331,12 +391,17 @@ static void reload_done(uv_work_t *req, int status) {
     maild_config_free(&d->new_cfg);
     return;
   }
-  if (d->srv != NULL)
+  if (d->srv != NULL) {
     maild_server_set_directory(d->srv, d->new_site.directory);
+    maild_server_set_tls(d->srv, d->new_cred);
+  }
+  maild_tls_credentials_del(d->new_cred);
+  d->new_cred = NULL;
   maild_site_free(&d->site);
   d->site = d->new_site;
   maild_config_free(&d->new_cfg);
-  log_line(d, LOG_INFO, "reloaded users, domains and aliases (%zu users)",
+  log_line(d, LOG_INFO,
+           "reloaded users, domains, aliases and certificate (%zu users)",
            maild_users_count(d->site.users));
 }
 

@@ -63,6 +63,8 @@ extern "C" {
   XX(TIMEOUT_COMMAND, UINT, 300000, 10, 86400000)                              \
   /* Milliseconds without body octets during DATA/BDAT (4.5.3.2.5: 3 min). */ \
   XX(TIMEOUT_DATA, UINT, 180000, 10, 86400000)                                 \
+  /* Milliseconds a TLS handshake may take (STARTTLS or implicit TLS). */     \
+  XX(TIMEOUT_TLS, UINT, 60000, 10, 86400000)                                   \
   /* Milliseconds a session may take to end once shutdown begins. */           \
   XX(TIMEOUT_SHUTDOWN, UINT, 30000, 0, 86400000)                               \
   /* Concurrent connections in all; past it 421 4.7.0 at once. */              \

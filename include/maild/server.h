@@ -24,6 +24,7 @@
 
 #include "maild/common.h"
 #include "maild/options.h"
+#include "maild/tls.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -35,8 +36,8 @@ typedef struct maild_directory maild_directory;
 
 typedef enum maild_service {
   MAILD_SERVICE_SMTP = 1,   /* port 25: mail from other servers */
-  MAILD_SERVICE_SUBMISSION, /* port 587 (STARTTLS + AUTH: later) */
-  MAILD_SERVICE_SMTPS,      /* port 465, implicit TLS (later) */
+  MAILD_SERVICE_SUBMISSION, /* port 587 (AUTH: later) */
+  MAILD_SERVICE_SMTPS,      /* port 465, implicit TLS (RFC 8314) */
   MAILD_SERVICE_POP3,       /* port 110 (later) */
   MAILD_SERVICE_POP3S,      /* port 995 (later) */
 } maild_service;
@@ -76,6 +77,17 @@ MAILD_EXTERN int maild_server_set_spool(maild_server *srv, const char *dir);
 /* Sets the store local mail is delivered to (borrowed: it must outlive
    the server). Required before start. */
 MAILD_EXTERN void maild_server_set_store(maild_server *srv, maild_store *st);
+
+/*
+ * Sets the certificate for STARTTLS (offered on smtp and submission
+ * listeners once set) and for smtps listeners (implicit TLS, RFC 8314),
+ * whose connections are closed while none is set. The server takes its
+ * own reference: the caller may delete `cred` afterwards. May be called
+ * again at any time (reload); sessions keep the credentials they started
+ * with. NULL stops offering TLS.
+ */
+MAILD_EXTERN void maild_server_set_tls(maild_server *srv,
+                                       maild_tls_credentials *cred);
 
 /*
  * Sets who is local (borrowed; may be replaced at any time, e.g. on

@@ -9,6 +9,7 @@
 #include "io/conn.h"
 
 #include "core/mem.h"
+#include "io/tls.h"
 #include "maild/error.h"
 
 #include <string.h>
@@ -32,6 +33,11 @@ struct maild_conn {
   int close_after_flush;
   int handles_open;
   char peer[64];
+  maild_tls *tls;  /* NULL: plaintext */
+  int tls_ready;   /* handshake done */
+  int tls_failed;  /* handshake or record failed: no more input */
+  maild_buf early; /* plaintext written before the handshake completed */
+  uint8_t plain[READ_BUF];
   uint8_t rbuf[READ_BUF];
 };
 
@@ -42,6 +48,8 @@ static void on_handle_closed(uv_handle_t *h) {
     return;
   if (c->cb.on_close != NULL)
     c->cb.on_close(c, c->ud);
+  maild__tls_del(c->tls);
+  maild__buf_free(&c->early, &c->mem);
   maild__buf_free(&c->wq, &c->mem);
   maild__buf_free(&c->wf, &c->mem);
   maild__free(&c->mem, c);
@@ -68,6 +76,7 @@ int maild__conn_new(maild_conn **out, uv_loop_t *loop, const maild_conn_cb *cb,
   c->ud = ud;
   maild__buf_init(&c->wq, WRITE_MAX);
   maild__buf_init(&c->wf, WRITE_MAX);
+  maild__buf_init(&c->early, WRITE_MAX);
   if (uv_tcp_init(loop, &c->tcp) != 0) {
     maild__free(&m, c);
     return MAILD_ERR_IO;
@@ -110,6 +119,8 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   buf->len = sizeof(c->rbuf);
 }
 
+static void tls_input(maild_conn *c, const uint8_t *data, size_t len);
+
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
   maild_conn *c = st->data;
 
@@ -122,7 +133,10 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
       c->cb.on_eof(c, n == UV_EOF ? 0 : MAILD_ERR_IO, c->ud);
     return;
   }
-  c->cb.on_read(c, c->rbuf, (size_t)n, c->ud);
+  if (c->tls != NULL)
+    tls_input(c, c->rbuf, (size_t)n);
+  else
+    c->cb.on_read(c, c->rbuf, (size_t)n, c->ud);
 }
 
 int maild__conn_start(maild_conn *c) {
@@ -197,7 +211,8 @@ static void start_write(maild_conn *c) {
   }
 }
 
-int maild__conn_write(maild_conn *c, const uint8_t *data, size_t len) {
+/* Octets onto the socket, as they are. */
+static int raw_write(maild_conn *c, const uint8_t *data, size_t len) {
   int err;
 
   if (c->closing)
@@ -224,8 +239,162 @@ int maild__conn_write(maild_conn *c, const uint8_t *data, size_t len) {
   return 0;
 }
 
+/* Moves the TLS session's ciphertext onto the socket. */
+static int tls_flush(maild_conn *c) {
+  const uint8_t *p;
+  maild_ssize n;
+
+  while ((n = maild__tls_output(c->tls, &p)) > 0) {
+    int err = raw_write(c, p, (size_t)n);
+    maild__tls_consume(c->tls, (size_t)n);
+    if (err != 0)
+      return err;
+  }
+  return 0;
+}
+
+/* Encrypts plaintext onto the socket (the handshake is done). */
+static int tls_send(maild_conn *c, const uint8_t *data, size_t len) {
+  while (len > 0) {
+    maild_ssize n = maild__tls_write(c->tls, data, len);
+    int err;
+    if (n == MAILD_ERR_AGAIN)
+      n = 0;
+    else if (n < 0)
+      return MAILD_ERR_IO;
+    err = tls_flush(c);
+    if (err != 0)
+      return err;
+    data += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+int maild__conn_write(maild_conn *c, const uint8_t *data, size_t len) {
+  if (c->closing)
+    return MAILD_ERR_IO;
+  if (c->tls == NULL)
+    return raw_write(c, data, len);
+  if (c->tls_failed)
+    return MAILD_ERR_IO;
+  if (!c->tls_ready)
+    return maild__buf_append(&c->early, &c->mem, data, len);
+  return tls_send(c, data, len);
+}
+
 size_t maild__conn_pending(const maild_conn *c) {
-  return maild__buf_used(&c->wq) + maild__buf_used(&c->wf);
+  return maild__buf_used(&c->wq) + maild__buf_used(&c->wf) +
+         maild__buf_used(&c->early);
+}
+
+int maild__conn_tls_start(maild_conn *c, struct maild_tls *tls) {
+  if (c->tls != NULL || c->closing)
+    return MAILD_ERR_STATE;
+  c->tls = tls;
+  return 0;
+}
+
+const char *maild__conn_tls_info(const maild_conn *c) {
+  return c->tls != NULL && c->tls_ready ? maild__tls_info(c->tls) : NULL;
+}
+
+const char *maild__conn_tls_error(const maild_conn *c) {
+  return c->tls != NULL ? maild__tls_error(c->tls) : "";
+}
+
+/* The handshake failed or a record was bad: send any alert, then stop. */
+static void tls_fail(maild_conn *c, int err) {
+  int was_ready = c->tls_ready;
+
+  c->tls_failed = 1;
+  tls_flush(c);
+  maild__conn_read(c, 0);
+  if (!was_ready && c->cb.on_tls != NULL)
+    c->cb.on_tls(c, err, c->ud);
+  else if (c->cb.on_eof != NULL)
+    c->cb.on_eof(c, err == MAILD_ERR_CLOSED ? 0 : MAILD_ERR_IO, c->ud);
+}
+
+/* Drives the handshake; returns 1 when it just completed, 0 to wait, -1
+   on failure (reported). */
+static int tls_progress(maild_conn *c) {
+  int rc = maild__tls_handshake(c->tls);
+
+  if (tls_flush(c) != 0) {
+    tls_fail(c, MAILD_ERR_IO);
+    return -1;
+  }
+  if (rc == MAILD_ERR_AGAIN)
+    return 0;
+  if (rc != 0) {
+    tls_fail(c, rc);
+    return -1;
+  }
+  c->tls_ready = 1;
+  if (c->cb.on_tls != NULL)
+    c->cb.on_tls(c, 0, c->ud);
+  if (c->closing || c->tls_failed)
+    return -1;
+  /* What was written while the handshake ran goes out now. */
+  if (maild__buf_used(&c->early) > 0) {
+    int err =
+        tls_send(c, maild__buf_peek(&c->early), maild__buf_used(&c->early));
+    maild__buf_clear(&c->early);
+    if (err != 0) {
+      tls_fail(c, MAILD_ERR_IO);
+      return -1;
+    }
+  }
+  return 1;
+}
+
+/* Hands every decrypted octet to the protocol. Returns -1 when the
+   connection ended. */
+static int tls_deliver(maild_conn *c) {
+  for (;;) {
+    maild_ssize n = maild__tls_read(c->tls, c->plain, sizeof(c->plain));
+    if (n == MAILD_ERR_AGAIN)
+      return 0;
+    if (n == 0) {
+      /* close_notify: answer it, then the peer is gone. */
+      maild__tls_close(c->tls);
+      tls_flush(c);
+      c->tls_failed = 1;
+      if (c->cb.on_eof != NULL)
+        c->cb.on_eof(c, 0, c->ud);
+      return -1;
+    }
+    if (n < 0) {
+      tls_fail(c, (int)n);
+      return -1;
+    }
+    c->cb.on_read(c, c->plain, (size_t)n, c->ud);
+    if (c->closing || c->tls_failed)
+      return -1;
+  }
+}
+
+/* Ciphertext from the peer, fed in pieces the session can hold. */
+static void tls_input(maild_conn *c, const uint8_t *data, size_t len) {
+  while (len > 0 && !c->closing && !c->tls_failed) {
+    size_t room = maild__tls_feed_room(c->tls);
+    size_t n = len < room ? len : room;
+    if (n == 0 || maild__tls_feed(c->tls, data, n) != 0) {
+      tls_fail(c, MAILD_ERR_TLS);
+      return;
+    }
+    data += n;
+    len -= n;
+    if (!c->tls_ready) {
+      if (tls_progress(c) < 0)
+        return;
+      if (!c->tls_ready)
+        continue; /* the handshake needs more input */
+    }
+    if (tls_deliver(c) != 0)
+      return;
+  }
 }
 
 void maild__conn_deadline(maild_conn *c, uint64_t ms) {
@@ -249,6 +418,10 @@ void maild__conn_close(maild_conn *c) {
 void maild__conn_close_after_flush(maild_conn *c) {
   if (c->closing || c->close_after_flush)
     return;
+  if (c->tls != NULL && c->tls_ready && !c->tls_failed) {
+    maild__tls_close(c->tls); /* close_notify before the FIN */
+    tls_flush(c);
+  }
   c->close_after_flush = 1;
   maild__conn_read(c, 0);
   if (!c->writing && maild__buf_used(&c->wq) == 0)

@@ -26,7 +26,27 @@ typedef struct maild_conn_cb {
   void (*on_timeout)(maild_conn *c, void *ud);
   /* All handles are closed; the connection is freed after this returns. */
   void (*on_close)(maild_conn *c, void *ud);
+  /* The TLS handshake started with maild__conn_tls_start() ended: 0, or
+     a negative error with maild__conn_tls_error() saying why. */
+  void (*on_tls)(maild_conn *c, int err, void *ud);
 } maild_conn_cb;
+
+struct maild_tls;
+
+/*
+ * From now on the connection speaks TLS through `tls` (taken over; freed
+ * with the connection): what the peer sends next is the handshake, and
+ * octets written before the handshake completes wait until it has. Used
+ * after "220 Ready to start TLS" (RFC 3207) and at accept for implicit TLS
+ * (RFC 8314). Returns 0 or MAILD_ERR_STATE (already TLS).
+ */
+int maild__conn_tls_start(maild_conn *c, struct maild_tls *tls);
+
+/* "TLSv1.2 with cipher ..." once the handshake is done, else NULL. */
+const char *maild__conn_tls_info(const maild_conn *c);
+
+/* Why the handshake or a record failed; "" if it did not. */
+const char *maild__conn_tls_error(const maild_conn *c);
 
 /* Creates the handles on `loop`. Returns 0, MAILD_ERR_NOMEM or
    MAILD_ERR_IO. */

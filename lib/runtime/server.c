@@ -37,9 +37,11 @@ uint32_t maild__server_random(maild_server *srv) {
   return x;
 }
 
-static int copy_options(maild_server *srv, const maild_options *opt) {
-  const char *host = maild_options_get_string(opt, MAILD_OPT_HOSTNAME);
-  int err = maild_options_new(&srv->opt, &srv->mem);
+/* A copy of `opt` (NULL: defaults) with one numeric option changed. */
+static int clone_options(maild_server *srv, const maild_options *opt,
+                         maild_options **out, maild_option key,
+                         uint64_t value) {
+  int err = maild_options_new(out, &srv->mem);
   int i;
 
   if (err != 0)
@@ -47,14 +49,28 @@ static int copy_options(maild_server *srv, const maild_options *opt) {
   for (i = 0; i < MAILD_OPT__COUNT; i++) {
     const char *s = maild_options_get_string(opt, (maild_option)i);
     if (s != NULL)
-      err = maild_options_set_string(srv->opt, (maild_option)i, s);
+      err = maild_options_set_string(*out, (maild_option)i, s);
     else
-      err =
-          maild_options_set_uint(srv->opt, (maild_option)i,
-                                 maild_options_get_uint(opt, (maild_option)i));
+      err = maild_options_set_uint(
+          *out, (maild_option)i, maild_options_get_uint(opt, (maild_option)i));
     if (err != 0 && err != MAILD_ERR_INVAL)
       return err;
   }
+  /* Sessions greet at once: the runtime accepted the connection. */
+  err = maild_options_set_uint(*out, MAILD_OPT_DEFER_GREETING, 0);
+  return err != 0 ? err : maild_options_set_uint(*out, key, value);
+}
+
+static int copy_options(maild_server *srv, const maild_options *opt) {
+  const char *host = maild_options_get_string(opt, MAILD_OPT_HOSTNAME);
+  int err = clone_options(srv, opt, &srv->opt, MAILD_OPT_STARTTLS, 0);
+
+  if (err == 0)
+    err = clone_options(srv, opt, &srv->opt_starttls, MAILD_OPT_STARTTLS, 1);
+  if (err == 0)
+    err = clone_options(srv, opt, &srv->opt_implicit, MAILD_OPT_TLS_ACTIVE, 1);
+  if (err != 0)
+    return err;
   if (host == NULL)
     host = "localhost";
   srv->hostname = maild__strndup(&srv->mem, host, strlen(host));
@@ -64,13 +80,13 @@ static int copy_options(maild_server *srv, const maild_options *opt) {
   srv->timeout_command = U(TIMEOUT_COMMAND);
   srv->timeout_data = U(TIMEOUT_DATA);
   srv->timeout_shutdown = U(TIMEOUT_SHUTDOWN);
+  srv->timeout_tls = U(TIMEOUT_TLS);
   srv->max_conn = U(MAX_CONNECTIONS);
   srv->max_conn_ip = U(MAX_CONNECTIONS_PER_IP);
   srv->body_memory = U(BODY_MEMORY);
   srv->quota_permanent = U(QUOTA_PERMANENT) != 0;
 #undef U
-  /* Sessions greet only after the runtime accepted the connection. */
-  return maild_options_set_uint(srv->opt, MAILD_OPT_DEFER_GREETING, 0);
+  return 0;
 }
 
 int maild_server_new(maild_server **out, uv_loop_t *loop,
@@ -97,6 +113,8 @@ int maild_server_new(maild_server **out, uv_loop_t *loop,
   err = copy_options(srv, opt);
   if (err != 0) {
     maild_options_del(srv->opt);
+    maild_options_del(srv->opt_starttls);
+    maild_options_del(srv->opt_implicit);
     maild__free(&m, srv->hostname);
     maild__free(&m, srv);
     return err;
@@ -124,6 +142,17 @@ int maild_server_set_spool(maild_server *srv, const char *dir) {
 
 void maild_server_set_store(maild_server *srv, maild_store *st) {
   srv->store = st;
+}
+
+void maild_server_set_tls(maild_server *srv, maild_tls_credentials *cred) {
+  maild_tls_config *cfg =
+      cred != NULL ? maild__tls_credentials_config(cred) : NULL;
+
+  if (cfg != NULL)
+    maild__tls_config_hold(cfg);
+  if (srv->tls != NULL)
+    maild__tls_config_release(srv->tls);
+  srv->tls = cfg;
 }
 
 void maild_server_set_directory(maild_server *srv, const maild_directory *dir) {
@@ -213,8 +242,8 @@ static void refuse(maild_server *srv, maild_conn *c, const char *why) {
 static void on_connection(maild_listener *l, void *ud) {
   listener_slot *slot = ud;
   maild_server *srv = slot->srv;
-  static const maild_conn_cb refused_cb = {NULL, on_refused_eof, NULL, NULL,
-                                           on_refused_close};
+  static const maild_conn_cb refused_cb = {NULL, on_refused_eof,   NULL,
+                                           NULL, on_refused_close, NULL};
   maild_conn *c;
   const char *peer;
   ip_count *ipc;
@@ -234,9 +263,11 @@ static void on_connection(maild_listener *l, void *ud) {
     refuse(srv, c, "too many connections");
   else if (ipc != NULL && ipc->n >= srv->max_conn_ip)
     refuse(srv, c, "too many connections from your address");
+  else if (slot->service == MAILD_SERVICE_SMTPS && srv->tls == NULL)
+    maild__conn_close(c); /* no certificate: no TLS to speak */
   else if (ip_take(srv, peer) != 0)
     refuse(srv, c, "insufficient resources");
-  else if (maild__smtp_session_start(srv, c, peer) != 0) {
+  else if (maild__smtp_session_start(srv, c, peer, slot->service) != 0) {
     ip_release(srv, peer);
     refuse(srv, c, "insufficient resources");
   } else
@@ -250,7 +281,8 @@ int maild_server_listen(maild_server *srv, maild_service service,
 
   if (srv == NULL || addr == NULL || srv->closing)
     return MAILD_ERR_INVAL;
-  if (service != MAILD_SERVICE_SMTP && service != MAILD_SERVICE_SUBMISSION)
+  if (service != MAILD_SERVICE_SMTP && service != MAILD_SERVICE_SUBMISSION &&
+      service != MAILD_SERVICE_SMTPS)
     return MAILD_ERR_INVAL;
   if (srv->nlisteners == MAX_LISTENERS)
     return MAILD_ERR_LIMIT;
@@ -292,7 +324,11 @@ static void on_handle_closed(uv_handle_t *h) {
     maild__free(&srv->mem, c);
   }
   maild__spool_close(srv->spool);
+  if (srv->tls != NULL)
+    maild__tls_config_release(srv->tls);
   maild_options_del(srv->opt);
+  maild_options_del(srv->opt_starttls);
+  maild_options_del(srv->opt_implicit);
   maild__free(&srv->mem, srv->hostname);
   if (srv->close_cb != NULL)
     srv->close_cb(srv, srv->user_data);

@@ -13,6 +13,8 @@
 #include "core/buf.h"
 #include "io/conn.h"
 #include "io/listener.h"
+#include "io/tls.h"
+#include "maild/tls.h"
 #include "queue/spool.h"
 
 #define MAX_LISTENERS 16
@@ -38,9 +40,12 @@ struct maild_server {
   maild_mem mem;
   maild_server_callbacks cb;
   void *user_data;
-  maild_options *opt; /* our copy, handed to every SMTP engine */
+  maild_options *opt;          /* our copy, for plaintext sessions */
+  maild_options *opt_starttls; /* the same with STARTTLS offered */
+  maild_options *opt_implicit; /* the same for implicit TLS (smtps) */
+  maild_tls_config *tls;       /* NULL: no TLS */
   char *hostname;
-  uint64_t timeout_command, timeout_data, timeout_shutdown;
+  uint64_t timeout_command, timeout_data, timeout_shutdown, timeout_tls;
   uint64_t max_conn, max_conn_ip, body_memory;
   int quota_permanent;
 
@@ -86,7 +91,10 @@ void maild__server_maybe_closed(maild_server *srv);
 
 /* smtp_session.c */
 int maild__smtp_session_start(maild_server *srv, maild_conn *conn,
-                              const char *peer);
+                              const char *peer, maild_service service);
+
+/* tls_credentials.c */
+maild_tls_config *maild__tls_credentials_config(maild_tls_credentials *cred);
 /* Ends the session with 421 4.3.2 if it is idle, or always if `force`. */
 void maild__smtp_session_shutdown(smtp_session *s, int force);
 smtp_session *maild__smtp_session_next(smtp_session *s);

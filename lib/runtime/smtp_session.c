@@ -37,6 +37,9 @@ struct smtp_session {
   int phase;      /* engine phase after the last pump */
   int conn_gone;  /* on_close came */
   int ended;      /* peer gone or session over: no more input */
+  int tls;        /* 0 plaintext, 1 handshake running, 2 TLS up */
+  maild_service service;
+  char tls_info[128]; /* for the Received header */
   char peer[64];
 };
 
@@ -97,7 +100,7 @@ static int on_mail(maild_smtp_server *eng, const maild_smtp_mail *m,
   char addr[MAILD_PATH_MAX * 2];
   maild_ssize n = maild_path_format(m->from, addr, sizeof(addr));
   const char *helo = maild_smtp_server_helo_name(eng);
-  const char *tls = maild_smtp_server_tls_info(eng);
+  const char *tls = s->tls == 2 ? s->tls_info : NULL;
   uv_timeval64_t tv;
   delivery *d;
 
@@ -114,7 +117,7 @@ static int on_mail(maild_smtp_server *eng, const maild_smtp_mail *m,
       (tls != NULL && d->tls_info == NULL))
     goto nomem;
   d->esmtp = maild_smtp_server_is_esmtp(eng);
-  d->tls = maild_smtp_server_is_tls(eng);
+  d->tls = s->tls == 2;
   d->auth = maild_smtp_server_is_authenticated(eng);
   d->smtputf8 = (m->params->present & MAILD_PARAM_SMTPUTF8) != 0;
   uv_gettimeofday(&tv);
@@ -265,9 +268,39 @@ static void on_error(maild_smtp_server *eng, int code, const char *line,
              safe);
 }
 
+/* STARTTLS (RFC 3207): offered only when the server has a certificate;
+   the handshake starts once the 220 is on its way (see pump). */
+static int on_starttls(maild_smtp_server *eng, maild_reply *reply, void *ud) {
+  smtp_session *s = ud;
+
+  (void)eng;
+  if (s->srv->tls != NULL)
+    return 0;
+  reply->code = 454;
+  reply->enhanced = "4.7.0";
+  reply->text = "TLS not available due to local problem";
+  return 0;
+}
+
 static const maild_smtp_server_callbacks engine_cb = {
-    NULL,        on_mail,     on_rcpt, NULL, on_data_chunk,
-    on_data_end, on_tx_abort, NULL,    NULL, on_error};
+    NULL,        on_mail,     on_rcpt,     NULL, on_data_chunk,
+    on_data_end, on_tx_abort, on_starttls, NULL, on_error};
+
+/* Puts a TLS session between the connection and the engine: after the
+   220 to STARTTLS, or at once on an smtps listener. */
+static int start_tls(smtp_session *s) {
+  maild_tls *t;
+
+  if (maild__tls_new(&t, s->srv->tls, NULL, &s->srv->mem) != 0)
+    return MAILD_ERR_NOMEM;
+  if (maild__conn_tls_start(s->conn, t) != 0) {
+    maild__tls_del(t);
+    return MAILD_ERR_STATE;
+  }
+  s->tls = 1;
+  maild__conn_deadline(s->conn, s->srv->timeout_tls);
+  return 0;
+}
 
 /* ---- Driving the engine ---- */
 
@@ -292,6 +325,8 @@ static void set_deadline(smtp_session *s, int got_input) {
   int phase = (int)maild_smtp_server_phase(s->eng);
   int changed = phase != s->phase;
 
+  if (s->tls == 1)
+    return; /* the handshake has its own deadline (start_tls) */
   s->phase = phase;
   switch (phase) {
   case MAILD_SMTP_PHASE_DATA:
@@ -360,14 +395,27 @@ static void pump(smtp_session *s) {
   } while ((fed || moved) && !s->ended);
   if (s->ended)
     return;
+  if (s->tls == 0 && maild_smtp_server_phase(s->eng) == MAILD_SMTP_PHASE_TLS) {
+    /* RFC 3207 4.2: whatever the client sent after STARTTLS, before it
+       saw the 220, is plaintext and is dropped, never executed. */
+    maild__buf_clear(&s->in);
+    if (start_tls(s) != 0) {
+      maild_smtp_server_terminate(s->eng, NULL);
+      end_connection(s);
+      return;
+    }
+  }
   if (maild_smtp_server_closing(s->eng) &&
       !maild_smtp_server_want_write(s->eng)) {
     end_connection(s);
     return;
   }
-  maild__conn_read(s->conn, maild_smtp_server_want_read(s->eng) &&
-                                maild__buf_used(&s->in) < INPUT_MAX &&
-                                maild__conn_pending(s->conn) < OUTPUT_MAX);
+  /* During the handshake the engine waits (TLS phase, or no greeting
+     yet on smtps) but the connection must read the client's records. */
+  maild__conn_read(s->conn, s->tls == 1 ||
+                                (maild_smtp_server_want_read(s->eng) &&
+                                 maild__buf_used(&s->in) < INPUT_MAX &&
+                                 maild__conn_pending(s->conn) < OUTPUT_MAX));
 }
 
 static void on_read(maild_conn *c, const uint8_t *data, size_t len, void *ud) {
@@ -436,6 +484,32 @@ static void on_close(maild_conn *c, void *ud) {
   maybe_free(s);
 }
 
+static void on_tls(maild_conn *c, int err, void *ud) {
+  smtp_session *s = ud;
+  const char *info = maild__conn_tls_info(c);
+
+  if (err != 0) {
+    maild__log(s->srv, MAILD_LOG_INFO, "TLS handshake failed from [%s]: %s",
+               s->peer, maild__conn_tls_error(c));
+    maild_smtp_server_terminate(s->eng, NULL);
+    end_connection(s);
+    return;
+  }
+  s->tls = 2;
+  snprintf(s->tls_info, sizeof(s->tls_info), "%s", info ? info : "TLS");
+  maild__log(s->srv, MAILD_LOG_DEBUG, "TLS from [%s]: %s", s->peer,
+             s->tls_info);
+  s->phase = -1; /* re-arm the command deadline */
+  if (s->service != MAILD_SERVICE_SMTPS &&
+      maild_smtp_server_tls_started(s->eng, s->tls_info) != 0) {
+    maild_smtp_server_terminate(s->eng, NULL);
+    end_connection(s);
+    return;
+  }
+  pump(s);
+  set_deadline(s, 0);
+}
+
 void maild__smtp_session_shutdown(smtp_session *s, int force) {
   maild_reply r = {421, "4.3.2", "Error: service shutting down"};
 
@@ -447,9 +521,12 @@ void maild__smtp_session_shutdown(smtp_session *s, int force) {
 }
 
 int maild__smtp_session_start(maild_server *srv, maild_conn *conn,
-                              const char *peer) {
-  static const maild_conn_cb conn_cb = {on_read, on_eof, on_drain, on_timeout,
-                                        on_close};
+                              const char *peer, maild_service service) {
+  static const maild_conn_cb conn_cb = {on_read,    on_eof,   on_drain,
+                                        on_timeout, on_close, on_tls};
+  const maild_options *opt = service == MAILD_SERVICE_SMTPS ? srv->opt_implicit
+                             : srv->tls != NULL             ? srv->opt_starttls
+                                                            : srv->opt;
   smtp_session *s = maild__calloc(&srv->mem, 1, sizeof(*s));
 
   if (s == NULL)
@@ -458,7 +535,8 @@ int maild__smtp_session_start(maild_server *srv, maild_conn *conn,
   s->conn = conn;
   snprintf(s->peer, sizeof(s->peer), "%s", peer);
   maild__buf_init(&s->in, INPUT_MAX + 65536);
-  if (maild_smtp_server_new(&s->eng, &engine_cb, s, srv->opt, &srv->mem) != 0) {
+  s->service = service;
+  if (maild_smtp_server_new(&s->eng, &engine_cb, s, opt, &srv->mem) != 0) {
     maild__free(&srv->mem, s);
     return MAILD_ERR_NOMEM;
   }
@@ -469,6 +547,12 @@ int maild__smtp_session_start(maild_server *srv, maild_conn *conn,
   srv->sessions = s;
   s->phase = -1;
   maild__log(srv, MAILD_LOG_DEBUG, "connect from [%s]", peer);
+  /* Implicit TLS: the greeting waits for the handshake (RFC 8314 3.3). */
+  if (service == MAILD_SERVICE_SMTPS && start_tls(s) != 0) {
+    maild_smtp_server_terminate(s->eng, NULL);
+    end_connection(s);
+    return 0;
+  }
   pump(s);
   set_deadline(s, 0);
   return 0;

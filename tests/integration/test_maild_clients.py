@@ -719,6 +719,10 @@ def layout_problems(m, allowed_boxes):
             continue
         if len(parts) == 1 or parts[1] in ("users", "maild.pid"):
             continue
+        if parts[1] == "tls":  # the generated certificate and key
+            if len(parts) > 2 and parts[2] not in ("cert.pem", "key.pem"):
+                bad.append(rel)
+            continue
         if parts[1] == "spool":
             if len(parts) > 2 and parts[2] not in ("tmp", "queue",
                                                    "corrupt"):
