@@ -11,8 +11,10 @@ the block ends. Tests print "ok"/"FAIL" lines and end with
 """
 import os
 import re
+import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -190,6 +192,105 @@ class Maild:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
         return False
+
+
+class RawSMTP:
+    """A line-level SMTP client on a plain socket, for what smtplib will
+    not do: pipelining in one packet, stalling, never reading, hostile
+    input. Every operation is bounded by the socket timeout."""
+
+    def __init__(self, port, timeout=15, src=None, rcvbuf=None,
+                 host="127.0.0.1"):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.s = socket.socket(family, socket.SOCK_STREAM)
+        self.s.settimeout(timeout)
+        if rcvbuf:
+            self.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if src:
+            self.s.bind((src, 0))
+        self.s.connect((host, port))
+        self.buf = b""
+
+    def reply(self):
+        """(code, text of the last line); raises EOFError if the server
+        closed the connection first."""
+        while True:
+            while b"\r\n" not in self.buf:
+                d = self.s.recv(65536)
+                if not d:
+                    raise EOFError("connection closed; got %r" % self.buf)
+                self.buf += d
+            line, self.buf = self.buf.split(b"\r\n", 1)
+            if line[3:4] != b"-":
+                return int(line[:3]), line[4:]
+
+    def send(self, data):
+        self.s.sendall(data)
+
+    def cmd(self, line):
+        self.s.sendall(line + b"\r\n")
+        return self.reply()
+
+    def pending(self, wait):
+        """True if the server sent something (or closed) within `wait` s."""
+        if self.buf:
+            return True
+        ready, _, _ = select.select([self.s], [], [], wait)
+        return bool(ready)
+
+    def closed_soon(self, wait):
+        """True if the server closes the connection within `wait` s
+        (whatever it still sends first is read and dropped)."""
+        deadline = time.time() + wait
+        while time.time() < deadline:
+            self.s.settimeout(max(0.01, deadline - time.time()))
+            try:
+                d = self.s.recv(65536)
+            except socket.timeout:
+                return False
+            except OSError:
+                return True
+            if not d:
+                return True
+        return False
+
+    def close(self):
+        try:
+            self.s.close()
+        except OSError:
+            pass
+
+
+def wait_until(pred, timeout):
+    """pred()'s first true value within `timeout` seconds, else its last."""
+    deadline = time.time() + timeout
+    while True:
+        v = pred()
+        if v or time.time() >= deadline:
+            return v
+        time.sleep(0.02)
+
+
+def stop_wrapped(m, timeout=15):
+    """Stops a maild started under a wrapper such as strace: SIGTERM to
+    maild itself (strace can hang detaching), then waits for both."""
+    if m.proc is None:
+        return None
+    try:
+        with open("/proc/%d/task/%d/children" % (m.proc.pid, m.proc.pid)) as f:
+            kids = [int(k) for k in f.read().split()]
+    except OSError:
+        kids = []
+    for k in kids:
+        try:
+            os.kill(k, signal.SIGTERM)
+        except OSError:
+            pass
+    try:
+        m.proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    return m.stop()
 
 
 def body_of(message):

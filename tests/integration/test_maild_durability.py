@@ -43,7 +43,6 @@ detect_leaks=0.
 """
 import os
 import re
-import select
 import shutil
 import signal
 import socket
@@ -53,7 +52,7 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
-from maildtest import Maild, Results, body_of  # noqa: E402
+from maildtest import RawSMTP, stop_wrapped, wait_until, Maild, Results, body_of  # noqa: E402
 
 STRACE = shutil.which("strace") or "/usr/bin/strace"
 RCPT = "alice@example.test"
@@ -64,44 +63,6 @@ r = Results()
 
 
 # ---- A small SMTP client with exact control over every byte ----
-
-class Smtp:
-    def __init__(self, port, timeout=15):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.buf = b""
-
-    def reply(self):
-        """(code, text of the last line); raises EOFError if the server
-        closed the connection first."""
-        lines = []
-        while True:
-            while b"\r\n" not in self.buf:
-                d = self.s.recv(65536)
-                if not d:
-                    raise EOFError("connection closed; got %r" % self.buf)
-                self.buf += d
-            line, self.buf = self.buf.split(b"\r\n", 1)
-            lines.append(line)
-            if line[3:4] != b"-":
-                return int(line[:3]), line[4:]
-
-    def cmd(self, line):
-        self.s.sendall(line + b"\r\n")
-        return self.reply()
-
-    def pending(self, wait):
-        """True if the server sent something (or closed) within `wait` s."""
-        if self.buf:
-            return True
-        ready, _, _ = select.select([self.s], [], [], wait)
-        return bool(ready)
-
-    def close(self):
-        try:
-            self.s.close()
-        except OSError:
-            pass
-
 
 def make_body(token, size=2000):
     """A message of about `size` octets carrying `token`."""
@@ -142,15 +103,6 @@ def maildir_tmp(m, rcpt=RCPT):
 def spool_dir(m, sub):
     p = os.path.join(m.data, "spool", sub)
     return sorted(os.listdir(p)) if os.path.isdir(p) else []
-
-
-def wait_until(pred, timeout):
-    deadline = time.time() + timeout
-    while True:
-        v = pred()
-        if v or time.time() >= deadline:
-            return v
-        time.sleep(0.02)
 
 
 SCAN_LINE = r"spool: \d+ message\(s\) found, \d+ set aside"
@@ -235,29 +187,6 @@ def no_leak_check():
     return {"ASAN_OPTIONS": (opts + ":" if opts else "") + "detect_leaks=0"}
 
 
-def stop_wrapped(m, timeout=15):
-    """Stops a maild started under a strace wrapper: SIGTERM to maild
-    itself (strace would hang detaching), then waits for both. Returns
-    maild's exit status as strace reports it."""
-    if m.proc is None:
-        return None
-    try:
-        with open("/proc/%d/task/%d/children" % (m.proc.pid, m.proc.pid)) as f:
-            kids = [int(k) for k in f.read().split()]
-    except OSError:
-        kids = []
-    for k in kids:
-        try:
-            os.kill(k, signal.SIGTERM)
-        except OSError:
-            pass
-    try:
-        m.proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        pass
-    return m.stop()
-
-
 def restart(m):
     """Starts maild again after a kill and waits for its spool rescan."""
     n = scans(m)
@@ -274,7 +203,7 @@ def d1_session(port, body):
     got250 = False
     reply = None
     try:
-        c = Smtp(port, timeout=15)
+        c = RawSMTP(port, timeout=15)
     except OSError as e:
         return False, "connect: %s" % e, False
     try:
@@ -365,7 +294,7 @@ def d1():
         m.wait_log(SCAN_LINE, timeout=20)
         # The mailbox exists from a first message, so each run below is
         # the steady-state path.
-        c = Smtp(m.port)
+        c = RawSMTP(m.port)
         c.reply()
         c.cmd(b"EHLO client.example")
         reply = send_message(c, make_body("prime"))
@@ -521,7 +450,7 @@ def d2():
     try:
         with Maild(users=USERS, wrapper=wrapper, env=no_leak_check()) as m:
             m.wait_log(SCAN_LINE, timeout=20)
-            c = Smtp(m.port)
+            c = RawSMTP(m.port)
             c.reply()
             c.cmd(b"EHLO client.example")
             r1 = send_message(c, make_body("d2-first"))
@@ -566,7 +495,7 @@ def d3_run(m, syscall, n):
     try:
         t1 = "d3-%s-%d-a-%s" % (syscall, n, uuid.uuid4().hex[:8])
         t2 = "d3-%s-%d-b-%s" % (syscall, n, uuid.uuid4().hex[:8])
-        c = Smtp(m.port)
+        c = RawSMTP(m.port)
         c.reply()
         c.cmd(b"EHLO client.example")
         rep1 = send_message(c, make_body(t1, 20000))
@@ -638,7 +567,7 @@ def d3_run(m, syscall, n):
 def d3():
     with Maild(users=USERS, env=ONE_WORKER) as m:
         m.wait_log(SCAN_LINE, timeout=20)
-        c = Smtp(m.port)
+        c = RawSMTP(m.port)
         c.reply()
         c.cmd(b"EHLO client.example")
         send_message(c, make_body("prime"))
@@ -656,7 +585,7 @@ def d3():
         # would make libuv abort, which says nothing about maild.
         tr = Tracer([worker_tid(m)], ["-e", "trace=write"], "d3cal")
         try:
-            c = Smtp(m.port)
+            c = RawSMTP(m.port)
             c.reply()
             c.cmd(b"EHLO client.example")
             send_message(c, make_body("d3-cal-" + uuid.uuid4().hex[:8],
@@ -681,7 +610,7 @@ def d3():
 def d5_session(m, body, label, token, expect_full=True):
     """Sends `body` minus its final dot, checks the server stays silent,
     then the dot; checks the answer and what is left."""
-    c = Smtp(m.port)
+    c = RawSMTP(m.port)
     c.reply()
     c.cmd(b"EHLO client.example")
     c.cmd(b"MAIL FROM:<sender@remote.example>")
@@ -738,7 +667,7 @@ def d5_inject():
         size = 100 * 1024
         tr = Tracer([worker_tid(m)], ["-e", "trace=write"], "d5cal")
         try:
-            c = Smtp(m.port)
+            c = RawSMTP(m.port)
             c.reply()
             c.cmd(b"EHLO client.example")
             send_message(c, make_body("d5-cal-" + uuid.uuid4().hex[:8], size))
@@ -797,7 +726,7 @@ def d5_tmpfs():
                 shutil.copy2(src, os.path.join(m.data, name))
         m.start()
         m.wait_log(SCAN_LINE, timeout=20)
-        c = Smtp(m.port)
+        c = RawSMTP(m.port)
         c.reply()
         c.cmd(b"EHLO client.example")
         send_message(c, make_body("d5-prime"))
@@ -809,7 +738,7 @@ def d5_tmpfs():
         with open(filler, "wb") as f:
             f.write(b"\0" * max(0, free - 300 * 1024))
         tok = "d5-tmpfs-" + uuid.uuid4().hex[:8]
-        c = Smtp(m.port)
+        c = RawSMTP(m.port)
         c.reply()
         c.cmd(b"EHLO client.example")
         code, text = c.cmd(b"MAIL FROM:<sender@remote.example>")
@@ -867,7 +796,7 @@ def committed_by_kill(m, token):
 def d6():
     with Maild(users=USERS, env=ONE_WORKER) as m:
         m.wait_log(SCAN_LINE, timeout=20)
-        c = Smtp(m.port)
+        c = RawSMTP(m.port)
         c.reply()
         c.cmd(b"EHLO client.example")
         send_message(c, make_body("prime"))
@@ -976,7 +905,7 @@ def d6():
                                                    tmp_tok)),
                 len(copies(m, good_tok)))
         tok = "d6-after-" + uuid.uuid4().hex[:8]
-        c = Smtp(m.port)
+        c = RawSMTP(m.port)
         c.reply()
         c.cmd(b"EHLO client.example")
         rep = send_message(c, make_body(tok))

@@ -28,7 +28,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from maildtest import Maild, Results  # noqa: E402
+from maildtest import RawSMTP, stop_wrapped, wait_until, Maild, Results  # noqa: E402
 
 RCPT = "alice@example.test"
 USERS = {RCPT: "pw"}
@@ -36,57 +36,6 @@ STRACE = shutil.which("strace") or "/usr/bin/strace"
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 
 r = Results()
-
-
-class Smtp:
-    def __init__(self, port, timeout=15, src=None, rcvbuf=None):
-        self.s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.s.settimeout(timeout)
-        if rcvbuf:
-            self.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        if src:
-            self.s.bind((src, 0))
-        self.s.connect(("127.0.0.1", port))
-        self.buf = b""
-
-    def reply(self):
-        lines = []
-        while True:
-            while b"\r\n" not in self.buf:
-                d = self.s.recv(65536)
-                if not d:
-                    raise EOFError("connection closed; got %r" % self.buf)
-                self.buf += d
-            line, self.buf = self.buf.split(b"\r\n", 1)
-            lines.append(line)
-            if line[3:4] != b"-":
-                return int(line[:3]), line[4:]
-
-    def cmd(self, line):
-        self.s.sendall(line + b"\r\n")
-        return self.reply()
-
-    def closed_soon(self, wait):
-        """True if the server closes the connection within `wait` s
-        (whatever it still sends first is read and dropped)."""
-        deadline = time.time() + wait
-        while time.time() < deadline:
-            self.s.settimeout(max(0.01, deadline - time.time()))
-            try:
-                d = self.s.recv(65536)
-            except socket.timeout:
-                return False
-            except OSError:
-                return True
-            if not d:
-                return True
-        return False
-
-    def close(self):
-        try:
-            self.s.close()
-        except OSError:
-            pass
 
 
 def send_message(c, body, rcpt=RCPT):
@@ -103,7 +52,7 @@ def send_message(c, body, rcpt=RCPT):
 def normal_session(port, token, timeout=10):
     """A whole ordinary session; returns (ok, seconds)."""
     t0 = time.time()
-    c = Smtp(port, timeout=timeout)
+    c = RawSMTP(port, timeout=timeout)
     try:
         ok = c.reply()[0] == 220
         ok = ok and c.cmd(b"EHLO normal.example")[0] == 250
@@ -119,15 +68,6 @@ def normal_session(port, token, timeout=10):
 
 def delivered(m, token, rcpt=RCPT):
     return sum(token.encode() in msg for msg in m.mailbox(rcpt))
-
-
-def wait_until(pred, timeout):
-    deadline = time.time() + timeout
-    while True:
-        v = pred()
-        if v or time.time() >= deadline:
-            return v
-        time.sleep(0.02)
 
 
 def rss_kib(pid):
@@ -148,7 +88,7 @@ def l1():
         result = {}
 
         def trickle():
-            c = Smtp(m.port, timeout=15)
+            c = RawSMTP(m.port, timeout=15)
             try:
                 c.reply()
                 t0 = time.time()
@@ -199,7 +139,7 @@ def l1():
         r.check("L1 ... after it sent only a few octets",
                 result.get("sent", 99) <= 8, result.get("sent"))
         # Whole commands, slowly: each is within the deadline.
-        c = Smtp(m.port)
+        c = RawSMTP(m.port)
         ok = c.reply()[0] == 220
         t0 = time.time()
         codes = []
@@ -214,7 +154,7 @@ def l1():
                 "(%.1f s in all)" % (time.time() - t0),
                 ok and codes == [250] * 5, codes)
         # The deadline also runs in a transaction, and during the body.
-        c = Smtp(m.port)
+        c = RawSMTP(m.port)
         c.reply()
         c.cmd(b"EHLO client.example")
         c.cmd(b"MAIL FROM:<a@remote.example>")
@@ -253,7 +193,7 @@ def can_bind(addr):
 
 def opened(port, src):
     """(code, text, conn) for a new connection's first reply."""
-    c = Smtp(port, timeout=5, src=src)
+    c = RawSMTP(port, timeout=5, src=src)
     try:
         code, text = c.reply()
     except (OSError, EOFError) as e:
@@ -355,7 +295,7 @@ def python_source(port, total, sessions, rcpt):
 
     def run(i):
         try:
-            c = Smtp(port, timeout=60)
+            c = RawSMTP(port, timeout=60)
             c.reply()
             c.cmd(b"EHLO loadgen.example")
             for k in range(per[i]):
@@ -426,7 +366,7 @@ def l4():
         normal_session(m.port, "l4-warm")
         time.sleep(0.3)
         base = rss_kib(m.proc.pid)
-        flood = Smtp(m.port, timeout=5, rcvbuf=16384)
+        flood = RawSMTP(m.port, timeout=5, rcvbuf=16384)
         flood.reply()
         flood.s.setblocking(False)
         chunk = b"NOOP\r\n" * 10000
@@ -454,7 +394,7 @@ def l4():
                 peak = max(peak, cur or 0)
                 # Another client's round trip while the flood goes on.
                 try:
-                    c = Smtp(m.port, timeout=5)
+                    c = RawSMTP(m.port, timeout=5)
                     s0 = time.time()
                     ok = c.reply()[0] == 220 and \
                         c.cmd(b"EHLO probe.example")[0] == 250 and \
@@ -481,7 +421,7 @@ def l4():
                 % len(probes), probes and all(ok and t < 1.0
                                               for ok, t in probes), probes)
         # The cap (2 per address) is full: flood + one more.
-        c = Smtp(m.port, timeout=5)
+        c = RawSMTP(m.port, timeout=5)
         code = c.reply()[0]
         full_code, _, full = opened(m.port, "127.0.0.1")
         r.check("L4 the flooding session still counts (a third connection "
@@ -505,7 +445,7 @@ def l4():
     # so back-pressure only pauses the session, never stalls it.
     with Maild(users=USERS) as m:
         n = 100000
-        c = Smtp(m.port, timeout=10)
+        c = RawSMTP(m.port, timeout=10)
         c.reply()
         got = {"replies": 0, "bad": 0}
 
@@ -542,28 +482,6 @@ def l4():
 
 # ---- L5 ----
 
-def stop_wrapped(m, timeout=15):
-    """Stops a maild started under a strace wrapper: SIGTERM to maild
-    itself (strace can hang detaching), then waits for both."""
-    if m.proc is None:
-        return None
-    try:
-        with open("/proc/%d/task/%d/children" % (m.proc.pid, m.proc.pid)) as f:
-            kids = [int(k) for k in f.read().split()]
-    except OSError:
-        kids = []
-    for k in kids:
-        try:
-            os.kill(k, 15)
-        except OSError:
-            pass
-    try:
-        m.proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        pass
-    return m.stop()
-
-
 def l5():
     if not os.access(STRACE, os.X_OK):
         print("skip L5: strace not installed (apt package strace)")
@@ -582,7 +500,7 @@ def l5():
         dot_sent = threading.Event()
 
         def sender():
-            c = Smtp(m.port, timeout=30)
+            c = RawSMTP(m.port, timeout=30)
             try:
                 c.reply()
                 c.cmd(b"EHLO slow.example")
@@ -610,7 +528,7 @@ def l5():
         for _ in range(3):
             t0 = time.time()
             try:
-                c = Smtp(m.port, timeout=10)
+                c = RawSMTP(m.port, timeout=10)
                 ok = c.reply()[0] == 220
                 ok = ok and c.cmd(b"EHLO probe.example")[0] == 250
                 ok = ok and c.cmd(b"NOOP")[0] == 250

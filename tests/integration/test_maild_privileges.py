@@ -22,7 +22,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from maildtest import MAILD, Maild, Results  # noqa: E402
+from maildtest import RawSMTP, stop_wrapped, wait_until, MAILD, Maild, Results  # noqa: E402
 
 RCPT = "alice@example.test"
 USERS = {RCPT: "pw"}
@@ -31,34 +31,10 @@ STRACE = shutil.which("strace") or "/usr/bin/strace"
 r = Results()
 
 
-class Smtp:
-    def __init__(self, port, timeout=15):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.buf = b""
-
-    def reply(self):
-        while True:
-            while b"\r\n" not in self.buf:
-                d = self.s.recv(65536)
-                if not d:
-                    raise EOFError("connection closed; got %r" % self.buf)
-                self.buf += d
-            line, self.buf = self.buf.split(b"\r\n", 1)
-            if line[3:4] != b"-":
-                return int(line[:3]), line[4:]
-
-    def cmd(self, line):
-        self.s.sendall(line + b"\r\n")
-        return self.reply()
-
-    def close(self):
-        self.s.close()
-
-
 def session(port, token):
     """EHLO, one message, a refused recipient, an unknown command, QUIT.
     Returns the codes seen."""
-    c = Smtp(port)
+    c = RawSMTP(port)
     codes = [c.reply()[0], c.cmd(b"EHLO client.example")[0],
              c.cmd(b"MAIL FROM:<sender@remote.example>")[0],
              c.cmd(("RCPT TO:<%s>" % RCPT).encode())[0],
@@ -83,15 +59,6 @@ def proc_status(pid):
             k, _, v = line.partition(":")
             out[k] = v.split()
     return out
-
-
-def wait_until(pred, timeout):
-    deadline = time.time() + timeout
-    while True:
-        v = pred()
-        if v or time.time() >= deadline:
-            return v
-        time.sleep(0.02)
 
 
 def x1():
@@ -178,27 +145,6 @@ def proc_status_task(pid, tid):
     except OSError:
         pass
     return out
-
-
-def stop_wrapped(m, timeout=15):
-    """SIGTERM to maild itself (strace can hang detaching), then waits."""
-    if m.proc is None:
-        return None
-    try:
-        with open("/proc/%d/task/%d/children" % (m.proc.pid, m.proc.pid)) as f:
-            kids = [int(k) for k in f.read().split()]
-    except OSError:
-        kids = []
-    for k in kids:
-        try:
-            os.kill(k, signal.SIGTERM)
-        except OSError:
-            pass
-    try:
-        m.proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        pass
-    return m.stop()
 
 
 def x2():
