@@ -18,52 +18,52 @@ extern "C" {
 #endif
 
 /* XX(NAME, kind, default, min, max)  -- kind is UINT or STRING. */
-#define MAILD_OPTION_MAP(XX)                                                \
-  /* Host name in the greeting, EHLO reply and Received header. */          \
-  XX(HOSTNAME, STRING, 0, 0, 0)                                             \
-  /* Longest command line, CRLF included (RFC 5321 4.5.3.1.4). */           \
-  XX(MAX_COMMAND_LINE, UINT, 512, 512, 65536)                               \
-  /* Extra octets allowed on MAIL and RCPT lines for ESMTP parameters       \
-     (RFC 1869 4.1.2, RFC 3461 4: ENVID, ORCPT). */                         \
-  XX(MAX_PARAMS_EXTRA, UINT, 1024, 0, 65536)                                \
-  /* Longest AUTH command or SASL response line (RFC 4954 4: 12288). */     \
-  XX(MAX_AUTH_LINE, UINT, 12288, 512, 65536)                                \
-  /* Recipients per transaction; past it 452 4.5.3 (RFC 5321 4.5.3.1.8). */ \
-  XX(MAX_RECIPIENTS, UINT, 1000, 100, 1000000)                              \
-  /* Largest message body in octets (advertised with SIZE, RFC 1870). */    \
-  XX(MAX_MESSAGE_SIZE, UINT, 26214400, 1024, UINT64_C(0x7fffffffffffffff))  \
-  /* Error replies before the session ends with 421 (Postfix: 20). */       \
-  XX(MAX_ERRORS, UINT, 20, 1, 100000)                                       \
-  /* More Received: headers than this is a mail loop: 554 5.4.0. */         \
-  XX(MAX_RECEIVED_HEADERS, UINT, 100, 1, 100000)                            \
-  /* Pending output above which the engine stops consuming input. */        \
-  XX(OUTPUT_BACKLOG, UINT, 65536, 1024, UINT64_C(0x7fffffff))               \
-  /* 1: the greeting waits for maild_smtp_server_greet(). */                \
-  XX(DEFER_GREETING, UINT, 0, 0, 1)                                         \
-  /* 1: offer STARTTLS (the embedder can run a TLS handshake). */           \
-  XX(STARTTLS, UINT, 0, 0, 1)                                               \
-  /* 1: the session is already TLS (implicit TLS port, RFC 8314). */        \
-  XX(TLS_ACTIVE, UINT, 0, 0, 1)                                             \
-  /* SASL mechanisms to offer, space separated ("PLAIN LOGIN"); unset: no   \
-     AUTH. */                                                               \
-  XX(AUTH_MECHANISMS, STRING, 0, 0, 0)                                      \
-  /* 1: offer AUTH without TLS (a security risk outside tests). */          \
-  XX(AUTH_PLAINTEXT, UINT, 0, 0, 1)                                         \
-  /* 1: offer and accept SMTPUTF8 (RFC 6531). */                            \
-  XX(SMTPUTF8, UINT, 1, 0, 1)                                               \
-  /* 1: offer and accept CHUNKING/BDAT (RFC 3030). */                       \
-  XX(CHUNKING, UINT, 1, 0, 1)                                               \
-  /* 1: offer and accept the DSN parameters (RFC 3461). */                  \
-  XX(DSN, UINT, 1, 0, 1)                                                    \
-  /* 1: accept "MAIL FROM: <a@b>" with spaces after the colon, as many      \
-     servers do (RFC 5321 forbids the space). */                            \
+#define MAILD_OPTION_MAP(XX)                                                   \
+  /* Host name in the greeting, EHLO reply and Received header. */             \
+  XX(HOSTNAME, STRING, 0, 0, 0)                                                \
+  /* Longest command line, CRLF included (RFC 5321 4.5.3.1.4). */              \
+  XX(MAX_COMMAND_LINE, UINT, 512, 512, 65536)                                  \
+  /* Extra octets allowed on MAIL and RCPT lines for ESMTP parameters          \
+     (RFC 1869 4.1.2, RFC 3461 4: ENVID, ORCPT). */                            \
+  XX(MAX_PARAMS_EXTRA, UINT, 1024, 0, 65536)                                   \
+  /* Longest AUTH command or SASL response line (RFC 4954 4: 12288). */        \
+  XX(MAX_AUTH_LINE, UINT, 12288, 512, 65536)                                   \
+  /* Recipients per transaction; past it 452 4.5.3 (RFC 5321 4.5.3.1.8). */    \
+  XX(MAX_RECIPIENTS, UINT, 1000, 100, 1000000)                                 \
+  /* Largest message body in octets (advertised with SIZE, RFC 1870). */       \
+  XX(MAX_MESSAGE_SIZE, UINT, 26214400, 1024, UINT64_C(0x7fffffffffffffff))     \
+  /* Error replies before the session ends with 421 (Postfix: 20). */          \
+  XX(MAX_ERRORS, UINT, 20, 1, 100000)                                          \
+  /* More Received: headers than this is a mail loop: 554 5.4.0. */            \
+  XX(MAX_RECEIVED_HEADERS, UINT, 100, 1, 100000)                               \
+  /* Pending output above which the engine stops consuming input. */           \
+  XX(OUTPUT_BACKLOG, UINT, 65536, 1024, UINT64_C(0x7fffffff))                  \
+  /* 1: the greeting waits for maild_smtp_server_greet(). */                   \
+  XX(DEFER_GREETING, UINT, 0, 0, 1)                                            \
+  /* 1: offer STARTTLS (the embedder can run a TLS handshake). */              \
+  XX(STARTTLS, UINT, 0, 0, 1)                                                  \
+  /* 1: the session is already TLS (implicit TLS port, RFC 8314). */           \
+  XX(TLS_ACTIVE, UINT, 0, 0, 1)                                                \
+  /* SASL mechanisms to offer, space separated ("PLAIN LOGIN"); unset: no      \
+     AUTH. */                                                                  \
+  XX(AUTH_MECHANISMS, STRING, 0, 0, 0)                                         \
+  /* 1: offer AUTH without TLS (a security risk outside tests). */             \
+  XX(AUTH_PLAINTEXT, UINT, 0, 0, 1)                                            \
+  /* 1: offer and accept SMTPUTF8 (RFC 6531). */                               \
+  XX(SMTPUTF8, UINT, 1, 0, 1)                                                  \
+  /* 1: offer and accept CHUNKING/BDAT (RFC 3030). */                          \
+  XX(CHUNKING, UINT, 1, 0, 1)                                                  \
+  /* 1: offer and accept the DSN parameters (RFC 3461). */                     \
+  XX(DSN, UINT, 1, 0, 1)                                                       \
+  /* 1: accept "MAIL FROM: <a@b>" with spaces after the colon, as many         \
+     servers do (RFC 5321 forbids the space). */                               \
   XX(LENIENT_SPACES, UINT, 1, 0, 1)                                            \
   /* Runtime (lib/runtime) options. */                                         \
   /* Milliseconds a client has for one command (RFC 5321 4.5.3.2.7: 5 min). */ \
   XX(TIMEOUT_COMMAND, UINT, 300000, 10, 86400000)                              \
-  /* Milliseconds without body octets during DATA/BDAT (4.5.3.2.5: 3 min). */ \
+  /* Milliseconds without body octets during DATA/BDAT (4.5.3.2.5: 3 min). */  \
   XX(TIMEOUT_DATA, UINT, 180000, 10, 86400000)                                 \
-  /* Milliseconds a TLS handshake may take (STARTTLS or implicit TLS). */     \
+  /* Milliseconds a TLS handshake may take (STARTTLS or implicit TLS). */      \
   XX(TIMEOUT_TLS, UINT, 60000, 10, 86400000)                                   \
   /* Milliseconds a session may take to end once shutdown begins. */           \
   XX(TIMEOUT_SHUTDOWN, UINT, 30000, 0, 86400000)                               \
@@ -71,10 +71,10 @@ extern "C" {
   XX(MAX_CONNECTIONS, UINT, 1000, 1, 1000000)                                  \
   /* Concurrent connections from one client address; past it 421. */           \
   XX(MAX_CONNECTIONS_PER_IP, UINT, 50, 1, 1000000)                             \
-  /* 1: a mailbox over quota is a permanent failure (552 5.2.2), else a       \
+  /* 1: a mailbox over quota is a permanent failure (552 5.2.2), else a        \
      temporary one (452 4.2.2). */                                             \
   XX(QUOTA_PERMANENT, UINT, 0, 0, 1)                                           \
-  /* Bodies up to this size are kept in memory until the commit; larger      \
+  /* Bodies up to this size are kept in memory until the commit; larger        \
      ones are written to the spool as they arrive. */                          \
   XX(BODY_MEMORY, UINT, 262144, 4096, 67108864)
 

@@ -412,10 +412,10 @@ static void pump(smtp_session *s) {
   }
   /* During the handshake the engine waits (TLS phase, or no greeting
      yet on smtps) but the connection must read the client's records. */
-  maild__conn_read(s->conn, s->tls == 1 ||
-                                (maild_smtp_server_want_read(s->eng) &&
-                                 maild__buf_used(&s->in) < INPUT_MAX &&
-                                 maild__conn_pending(s->conn) < OUTPUT_MAX));
+  maild__conn_read(s->conn,
+                   s->tls == 1 || (maild_smtp_server_want_read(s->eng) &&
+                                   maild__buf_used(&s->in) < INPUT_MAX &&
+                                   maild__conn_pending(s->conn) < OUTPUT_MAX));
 }
 
 static void on_read(maild_conn *c, const uint8_t *data, size_t len, void *ud) {
