@@ -22,6 +22,11 @@
 # Environment: POSTFIX_PROCESS_LIMIT (default 200) sets
 # default_process_limit; POSTFIX_VIRTUAL_UID (default: nobody's uid) is the
 # owner of the mailboxes and the uid virtual(8) delivers as.
+# POSTFIX_TLS_CERT and POSTFIX_TLS_KEY (PEM files, both or neither; read by
+# setup) turn on STARTTLS in smtpd: smtpd_tls_security_level = may with
+# that certificate and key (smtpd_tls_chain_files, any key type), the
+# tlsmgr(8) service, everything else at Postfix's TLS defaults (no server
+# session cache, tickets on, logging off). Without them there is no TLS.
 #
 # Durability, as Postfix does it: cleanup(8) fsyncs each queue file before
 # smtpd answers 250 (Postfix has no switch to turn that off), and virtual(8)
@@ -67,6 +72,17 @@ cmd_setup() {
 	[ -z "$(ls -A "$dir")" ] || die "$dir is not empty"
 	dir=$(abs_dir "$dir")
 	case $dir in *[!A-Za-z0-9/._-]*) die "$dir: path has characters main.cf would misread" ;; esac
+
+	tls_cert=${POSTFIX_TLS_CERT:-} tls_key=${POSTFIX_TLS_KEY:-}
+	if [ -n "$tls_cert$tls_key" ]; then
+		[ -n "$tls_cert" ] && [ -n "$tls_key" ] ||
+			die "POSTFIX_TLS_CERT and POSTFIX_TLS_KEY go together"
+		[ -r "$tls_cert" ] && [ -r "$tls_key" ] ||
+			die "cannot read $tls_cert or $tls_key"
+		tls_cert=$(abs_dir "$(dirname "$tls_cert")")/$(basename "$tls_cert")
+		tls_key=$(abs_dir "$(dirname "$tls_key")")/$(basename "$tls_key")
+		case $tls_cert$tls_key in *[!A-Za-z0-9/._-]*) die "TLS file paths have characters main.cf would misread" ;; esac
+	fi
 
 	uid=${POSTFIX_VIRTUAL_UID:-$(id -u nobody)}
 	gid=$(id -g "$uid" 2>/dev/null || id -g nobody)
@@ -139,6 +155,16 @@ smtpd_peername_lookup = no
 maillog_file = $dir/log/maillog
 maillog_file_prefixes = $dir/log
 EOF
+	if [ -n "$tls_cert" ]; then
+		cat >>"$dir/etc/main.cf" <<EOF
+
+# STARTTLS (POSTFIX_TLS_CERT/POSTFIX_TLS_KEY at setup): offered, not
+# required; private key first, then the certificate.
+smtpd_tls_security_level = may
+smtpd_tls_chain_files = $tls_key, $tls_cert
+smtpd_tls_loglevel = 0
+EOF
+	fi
 
 	cat >"$dir/etc/master.cf" <<EOF
 # service type  private unpriv  chroot  wakeup  maxproc command + args
@@ -162,6 +188,10 @@ anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 EOF
+	if [ -n "$tls_cert" ]; then
+		echo "tlsmgr    unix  -       -       n       1000?   1       tlsmgr" \
+			>>"$dir/etc/master.cf"
+	fi
 	chmod 644 "$dir/etc/main.cf" "$dir/etc/master.cf" "$dir/etc/vmailbox"
 
 	# Create the queue directories with their owners and modes.

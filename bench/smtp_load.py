@@ -335,13 +335,16 @@ class Maild:
 class Postfix:
     name = "postfix"
 
-    def __init__(self, workdir, mailboxes):
+    def __init__(self, workdir, mailboxes, env=None):
+        """env: extra environment for postfix_instance.sh setup (e.g.
+        POSTFIX_TLS_CERT and POSTFIX_TLS_KEY, used by tls_load.py)."""
         self.dir = os.path.join(workdir, "postfix")
         self.port = free_port()
         self.running = False
         r = subprocess.run(["sh", PF_INSTANCE, "setup", self.dir,
                             str(self.port), DOMAIN] + list(mailboxes),
-                           capture_output=True, text=True, timeout=120)
+                           capture_output=True, text=True, timeout=120,
+                           env=dict(os.environ, **(env or {})))
         if r.returncode != 0:
             raise RuntimeError("postfix_instance.sh setup: "
                                + (r.stderr or r.stdout).strip())
