@@ -14,8 +14,9 @@
 
 #include <string.h>
 
-#define READ_BUF  65536
-#define WRITE_MAX (64u * 1024u * 1024u)
+/* How long the last output may take to leave once closing began. */
+#define FLUSH_TIMEOUT_MS 10000
+#define WRITE_MAX        (64u * 1024u * 1024u)
 
 struct maild_conn {
   uv_tcp_t tcp;
@@ -37,8 +38,7 @@ struct maild_conn {
   int tls_ready;   /* handshake done */
   int tls_failed;  /* handshake or record failed: no more input */
   maild_buf early; /* plaintext written before the handshake completed */
-  uint8_t plain[READ_BUF];
-  uint8_t rbuf[READ_BUF];
+  maild_conn_scratch *scratch; /* shared read and plaintext buffers */
 };
 
 static void on_handle_closed(uv_handle_t *h) {
@@ -58,12 +58,19 @@ static void on_handle_closed(uv_handle_t *h) {
 static void on_timer(uv_timer_t *t) {
   maild_conn *c = t->data;
 
-  if (!c->closing && c->cb.on_timeout != NULL)
+  if (c->closing)
+    return;
+  if (c->close_after_flush) {
+    maild__conn_close(c); /* the peer would not take the last octets */
+    return;
+  }
+  if (c->cb.on_timeout != NULL)
     c->cb.on_timeout(c, c->ud);
 }
 
 int maild__conn_new(maild_conn **out, uv_loop_t *loop, const maild_conn_cb *cb,
-                    void *ud, const maild_mem *mem) {
+                    void *ud, maild_conn_scratch *scratch,
+                    const maild_mem *mem) {
   maild_mem m;
   maild_conn *c;
 
@@ -74,6 +81,7 @@ int maild__conn_new(maild_conn **out, uv_loop_t *loop, const maild_conn_cb *cb,
   c->mem = m;
   c->cb = *cb;
   c->ud = ud;
+  c->scratch = scratch;
   maild__buf_init(&c->wq, WRITE_MAX);
   maild__buf_init(&c->wf, WRITE_MAX);
   maild__buf_init(&c->early, WRITE_MAX);
@@ -115,8 +123,8 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   maild_conn *c = h->data;
 
   (void)hint;
-  buf->base = (char *)c->rbuf;
-  buf->len = sizeof(c->rbuf);
+  buf->base = (char *)c->scratch->rbuf;
+  buf->len = sizeof(c->scratch->rbuf);
 }
 
 static void tls_input(maild_conn *c, const uint8_t *data, size_t len);
@@ -134,9 +142,9 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
     return;
   }
   if (c->tls != NULL)
-    tls_input(c, c->rbuf, (size_t)n);
+    tls_input(c, c->scratch->rbuf, (size_t)n);
   else
-    c->cb.on_read(c, c->rbuf, (size_t)n, c->ud);
+    c->cb.on_read(c, c->scratch->rbuf, (size_t)n, c->ud);
 }
 
 int maild__conn_start(maild_conn *c) {
@@ -353,9 +361,17 @@ static int tls_progress(maild_conn *c) {
    connection ended. */
 static int tls_deliver(maild_conn *c) {
   for (;;) {
-    maild_ssize n = maild__tls_read(c->tls, c->plain, sizeof(c->plain));
-    if (n == MAILD_ERR_AGAIN)
+    maild_ssize n =
+        maild__tls_read(c->tls, c->scratch->plain, sizeof(c->scratch->plain));
+    if (n == MAILD_ERR_AGAIN) {
+      /* Reading may have queued records for the peer, such as the
+         no_renegotiation alert: send them. */
+      if (tls_flush(c) != 0) {
+        tls_fail(c, MAILD_ERR_IO);
+        return -1;
+      }
       return 0;
+    }
     if (n == 0) {
       /* close_notify: answer it, then the peer is gone. */
       maild__tls_close(c->tls);
@@ -369,7 +385,7 @@ static int tls_deliver(maild_conn *c) {
       tls_fail(c, (int)n);
       return -1;
     }
-    c->cb.on_read(c, c->plain, (size_t)n, c->ud);
+    c->cb.on_read(c, c->scratch->plain, (size_t)n, c->ud);
     if (c->closing || c->tls_failed)
       return -1;
   }
@@ -398,7 +414,7 @@ static void tls_input(maild_conn *c, const uint8_t *data, size_t len) {
 }
 
 void maild__conn_deadline(maild_conn *c, uint64_t ms) {
-  if (c->closing)
+  if (c->closing || c->close_after_flush)
     return;
   if (ms == 0)
     uv_timer_stop(&c->timer);
@@ -424,6 +440,8 @@ void maild__conn_close_after_flush(maild_conn *c) {
   }
   c->close_after_flush = 1;
   maild__conn_read(c, 0);
+  /* A peer that never reads must not keep the connection open. */
+  uv_timer_start(&c->timer, on_timer, FLUSH_TIMEOUT_MS, 0);
   if (!c->writing && maild__buf_used(&c->wq) == 0)
     flush_done(c);
 }

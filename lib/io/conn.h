@@ -15,6 +15,19 @@
 
 typedef struct maild_conn maild_conn;
 
+#define MAILD_CONN_READ_BUF 65536
+
+/*
+ * Buffers every connection of a loop can share, since libuv reads one
+ * stream at a time and each read is handed over (and what is kept, copied)
+ * before the next: the socket read buffer and the decrypted-text buffer.
+ * Without sharing, each connection would carry 128 KiB of them.
+ */
+typedef struct maild_conn_scratch {
+  uint8_t rbuf[MAILD_CONN_READ_BUF];
+  uint8_t plain[MAILD_CONN_READ_BUF];
+} maild_conn_scratch;
+
 typedef struct maild_conn_cb {
   /* Octets from the peer; valid only during the call. */
   void (*on_read)(maild_conn *c, const uint8_t *data, size_t len, void *ud);
@@ -48,10 +61,12 @@ const char *maild__conn_tls_info(const maild_conn *c);
 /* Why the handshake or a record failed; "" if it did not. */
 const char *maild__conn_tls_error(const maild_conn *c);
 
-/* Creates the handles on `loop`. Returns 0, MAILD_ERR_NOMEM or
+/* Creates the handles on `loop`; `scratch` is borrowed and must outlive
+   the connection (one per loop). Returns 0, MAILD_ERR_NOMEM or
    MAILD_ERR_IO. */
 int maild__conn_new(maild_conn **out, uv_loop_t *loop, const maild_conn_cb *cb,
-                    void *ud, const maild_mem *mem);
+                    void *ud, maild_conn_scratch *scratch,
+                    const maild_mem *mem);
 
 /* Replaces the callbacks and their user data (e.g. once a session takes
    over an accepted connection). */

@@ -120,6 +120,15 @@ int maild_server_new(maild_server **out, uv_loop_t *loop,
     return err;
   }
   srv->commit_tail = &srv->commit_queue;
+  srv->scratch = maild__malloc(&m, sizeof(*srv->scratch));
+  if (srv->scratch == NULL) {
+    maild_options_del(srv->opt);
+    maild_options_del(srv->opt_starttls);
+    maild_options_del(srv->opt_implicit);
+    maild__free(&m, srv->hostname);
+    maild__free(&m, srv);
+    return MAILD_ERR_NOMEM;
+  }
   uv_timer_init(loop, &srv->retry_timer);
   uv_timer_init(loop, &srv->shutdown_timer);
   srv->retry_timer.data = srv;
@@ -248,7 +257,8 @@ static void on_connection(maild_listener *l, void *ud) {
   const char *peer;
   ip_count *ipc;
 
-  if (maild__conn_new(&c, srv->loop, &refused_cb, NULL, &srv->mem) != 0)
+  if (maild__conn_new(&c, srv->loop, &refused_cb, NULL, srv->scratch,
+                      &srv->mem) != 0)
     return;
   if (uv_accept(maild__listener_stream(l), maild__conn_stream(c)) != 0 ||
       maild__conn_start(c) != 0) {
@@ -330,6 +340,7 @@ static void on_handle_closed(uv_handle_t *h) {
   maild_options_del(srv->opt_starttls);
   maild_options_del(srv->opt_implicit);
   maild__free(&srv->mem, srv->hostname);
+  maild__free(&srv->mem, srv->scratch);
   if (srv->close_cb != NULL)
     srv->close_cb(srv, srv->user_data);
   maild__free(&srv->mem, srv);

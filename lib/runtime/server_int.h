@@ -44,6 +44,7 @@ struct maild_server {
   maild_options *opt_starttls; /* the same with STARTTLS offered */
   maild_options *opt_implicit; /* the same for implicit TLS (smtps) */
   maild_tls_config *tls;       /* NULL: no TLS */
+  maild_conn_scratch *scratch; /* read buffers shared by all connections */
   char *hostname;
   uint64_t timeout_command, timeout_data, timeout_shutdown, timeout_tls;
   uint64_t max_conn, max_conn_ip, body_memory;

@@ -304,12 +304,11 @@ static int start_tls(smtp_session *s) {
 
 /* ---- Driving the engine ---- */
 
+/* The last replies go out (with a TLS close_notify when TLS is up), then
+   the connection closes. */
 static void end_connection(smtp_session *s) {
   set_ended(s);
-  if (maild__conn_pending(s->conn) > 0)
-    maild__conn_close_after_flush(s->conn);
-  else
-    maild__conn_close(s->conn);
+  maild__conn_close_after_flush(s->conn);
 }
 
 /* Offers input to the engine; returns octets consumed or < 0. */
