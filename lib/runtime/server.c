@@ -223,7 +223,6 @@ void maild__server_session_gone(maild_server *srv, smtp_session *s) {
   maild__server_maybe_closed(srv);
 }
 
-/* A refused connection: one 421 line, then close. */
 static void on_refused_close(maild_conn *c, void *ud) {
   (void)c;
   (void)ud;
@@ -235,14 +234,20 @@ static void on_refused_eof(maild_conn *c, int err, void *ud) {
   maild__conn_close(c);
 }
 
-static void refuse(maild_server *srv, maild_conn *c, const char *why) {
+/* A refused connection: one 421 line, then close. On an implicit-TLS
+   port the client expects a handshake, and plaintext would only confuse
+   it, while answering over TLS would cost a handshake the server has no
+   room for: it is closed without a word. */
+static void refuse(maild_server *srv, maild_conn *c, maild_service service,
+                   const char *why) {
   char line[512];
   int n = snprintf(line, sizeof(line), "421 4.7.0 %s Error: %s\r\n",
                    srv->hostname, why);
 
   maild__log(srv, MAILD_LOG_WARNING, "connect from [%s] refused: %s",
              maild__conn_peer(c), why);
-  if (maild__conn_write(c, (const uint8_t *)line, (size_t)n) != 0)
+  if (service == MAILD_SERVICE_SMTPS ||
+      maild__conn_write(c, (const uint8_t *)line, (size_t)n) != 0)
     maild__conn_close(c);
   else
     maild__conn_close_after_flush(c);
@@ -268,18 +273,18 @@ static void on_connection(maild_listener *l, void *ud) {
   peer = maild__conn_peer(c);
   ipc = ip_find(srv, peer);
   if (srv->closing)
-    refuse(srv, c, "server shutting down");
+    refuse(srv, c, slot->service, "server shutting down");
   else if (srv->nsessions >= srv->max_conn)
-    refuse(srv, c, "too many connections");
+    refuse(srv, c, slot->service, "too many connections");
   else if (ipc != NULL && ipc->n >= srv->max_conn_ip)
-    refuse(srv, c, "too many connections from your address");
+    refuse(srv, c, slot->service, "too many connections from your address");
   else if (slot->service == MAILD_SERVICE_SMTPS && srv->tls == NULL)
     maild__conn_close(c); /* no certificate: no TLS to speak */
   else if (ip_take(srv, peer) != 0)
-    refuse(srv, c, "insufficient resources");
+    refuse(srv, c, slot->service, "insufficient resources");
   else if (maild__smtp_session_start(srv, c, peer, slot->service) != 0) {
     ip_release(srv, peer);
-    refuse(srv, c, "insufficient resources");
+    refuse(srv, c, slot->service, "insufficient resources");
   } else
     srv->nsessions++;
 }
