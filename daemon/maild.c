@@ -226,7 +226,8 @@ static int load_tls(const maild_config *cfg, maild_tls_credentials **cred,
   if (cfg->tls_cert == NULL && may_create && access(cert, F_OK) != 0) {
     snprintf(dir, sizeof(dir), "%s/tls", cfg->data_dir);
     if (maild_mkdirs(dir) != 0) {
-      snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+      if (snprintf(err, errlen, "%s: %s", dir, strerror(errno)) >= (int)errlen)
+        err[errlen - 1] = '\0'; /* a long path is cut in the message */
       return MAILD_ERR_IO;
     }
     /* A key without a certificate is what a crash between the two
