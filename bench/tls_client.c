@@ -127,8 +127,9 @@ static void conn_close(struct conn *c) {
 
 static const char *state_name(enum state s) {
   static const char *const names[] = {
-      "free", "connect", "greeting", "EHLO", "STARTTLS", "handshake",
-      "EHLO after TLS", "MAIL", "RCPT", "DATA", "end of data", "QUIT"};
+      "free",     "connect",   "greeting",       "EHLO",
+      "STARTTLS", "handshake", "EHLO after TLS", "MAIL",
+      "RCPT",     "DATA",      "end of data",    "QUIT"};
   return names[s];
 }
 
@@ -331,8 +332,8 @@ static void on_reply(struct conn *c, const char *rep, size_t len) {
     want = "250";
   }
   if (strcmp(code, want) != 0) {
-    fail(c, "expected %s, got: %.*s", want,
-         (int)(len > 200 ? 200 : len - 2), rep);
+    fail(c, "expected %s, got: %.*s", want, (int)(len > 200 ? 200 : len - 2),
+         rep);
     return;
   }
   switch (c->st) {
@@ -557,10 +558,11 @@ static double pct(double p) {
 }
 
 static int usage(void) {
-  fprintf(stderr,
-          "usage: tls_client [-s SESSIONS] [-m TOTAL] [-l OCTETS] [-t RCPT]\n"
-          "                  [-f SENDER] [-H HELO] [-C CIPHER] [-G GROUPS]\n"
-          "                  [--ca FILE] [--tls13] [-P] [-T TIMEOUT] HOST:PORT\n");
+  fprintf(
+      stderr,
+      "usage: tls_client [-s SESSIONS] [-m TOTAL] [-l OCTETS] [-t RCPT]\n"
+      "                  [-f SENDER] [-H HELO] [-C CIPHER] [-G GROUPS]\n"
+      "                  [--ca FILE] [--tls13] [-P] [-T TIMEOUT] HOST:PORT\n");
   return 2;
 }
 
@@ -643,10 +645,9 @@ int main(int argc, char **argv) {
     opt.conc = (int)opt.total;
 
   ctx = SSL_CTX_new(TLS_client_method());
-  if (ctx == NULL ||
-      SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
-      SSL_CTX_set_max_proto_version(
-          ctx, opt.tls13 ? TLS1_3_VERSION : TLS1_2_VERSION) != 1 ||
+  if (ctx == NULL || SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+      SSL_CTX_set_max_proto_version(ctx, opt.tls13 ? TLS1_3_VERSION
+                                                   : TLS1_2_VERSION) != 1 ||
       SSL_CTX_set_cipher_list(ctx, opt.cipher) != 1 ||
       SSL_CTX_set1_groups_list(ctx, opt.groups) != 1) {
     fprintf(stderr, "tls_client: TLS setup: %s\n", ssl_err_text());
