@@ -13,6 +13,7 @@
 #include "maild/reply.h"
 #include "maild/base64.h"
 #include "maild/smtp_server.h"
+#include "maild/sasl.h"
 #include "maild/store.h"
 #include "maild/users.h"
 #include "maild/directory.h"
