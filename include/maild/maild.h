@@ -14,6 +14,7 @@
 #include "maild/base64.h"
 #include "maild/smtp_server.h"
 #include "maild/sasl.h"
+#include "maild/pop3_server.h"
 #include "maild/store.h"
 #include "maild/users.h"
 #include "maild/directory.h"
