@@ -172,6 +172,31 @@ MAILD_EXTERN int maild_users_lookup(const maild_users *u, const char *address,
  * comparison is constant-time. Also MAILD_ERR_NOMEM (the 32 KiB crypt(3)
  * work area) and MAILD_ERR_INVAL (`u` NULL).
  */
+/*
+ * The two halves of maild_users_verify(), for a caller that checks the
+ * password on another thread than the one that owns `u` (the runtime: the
+ * lookup on the event loop, crypt(3) on a worker, so a reload may free
+ * `u` meanwhile).
+ *
+ * maild_users_login_hash() copies into `out` the hash of the account
+ * `address[0..address_len)` if it exists and has a password, else "".
+ * Never blocks. Returns 0, MAILD_ERR_INVAL or MAILD_ERR_NOSPC (`out` too
+ * small; 256 octets always suffice for the accepted methods).
+ *
+ * maild_users_verify_hash() checks the password against `hash` (NULL or
+ * "": no such login, checked against a dummy hash all the same). Blocks
+ * for one hash computation. Returns 0, MAILD_ERR_PERM (every refusal
+ * alike), MAILD_ERR_INVAL or MAILD_ERR_NOMEM. `mem` as everywhere (NULL:
+ * malloc).
+ */
+#define MAILD_USERS_HASH_SIZE 256
+MAILD_EXTERN int maild_users_login_hash(const maild_users *u,
+                                        const char *address, size_t address_len,
+                                        char *out, size_t size);
+MAILD_EXTERN int maild_users_verify_hash(const char *hash, const char *password,
+                                         size_t password_len,
+                                         const maild_mem *mem);
+
 MAILD_EXTERN int maild_users_verify(const maild_users *u, const char *address,
                                     size_t address_len, const char *password,
                                     size_t password_len);

@@ -682,20 +682,37 @@ static const char *login_hash(const maild_users *u, const char *address,
   return hash_is_none(h, strlen(h)) ? NULL : h;
 }
 
-int maild_users_verify(const maild_users *u, const char *address,
-                       size_t address_len, const char *password,
-                       size_t password_len) {
-  const char *setting, *got;
+int maild_users_login_hash(const maild_users *u, const char *address,
+                           size_t address_len, char *out, size_t size) {
+  const char *h;
+  size_t n;
+
+  if (u == NULL || out == NULL || size == 0)
+    return MAILD_ERR_INVAL;
+  h = login_hash(u, address, address_len);
+  n = h != NULL ? strlen(h) : 0;
+  if (n >= size) {
+    out[0] = '\0';
+    return MAILD_ERR_NOSPC;
+  }
+  memcpy(out, h != NULL ? h : "", n + 1);
+  return 0;
+}
+
+int maild_users_verify_hash(const char *hash, const char *password,
+                            size_t password_len, const maild_mem *mem) {
+  const char *setting = hash, *got;
+  maild_mem m;
   crypt_work *w;
   int ok = 1, match;
 
-  if (u == NULL || (password == NULL && password_len > 0))
+  if (password == NULL && password_len > 0)
     return MAILD_ERR_INVAL;
-  w = maild__calloc(&u->mem, 1, sizeof(*w));
+  maild__mem_init(&m, mem);
+  w = maild__calloc(&m, 1, sizeof(*w));
   if (w == NULL)
     return MAILD_ERR_NOMEM;
-  setting = login_hash(u, address, address_len);
-  if (setting == NULL) {
+  if (setting == NULL || setting[0] == '\0') {
     ok = 0;
     setting = dummy_hash;
   }
@@ -708,8 +725,17 @@ int maild_users_verify(const maild_users *u, const char *address,
   got = crypt_rn(w->phrase, setting, &w->data, sizeof(w->data));
   match = got != NULL && ct_equal(got, setting);
   wipe(w, sizeof(*w));
-  maild__free(&u->mem, w);
+  maild__free(&m, w);
   return ok && match ? 0 : MAILD_ERR_PERM;
+}
+
+int maild_users_verify(const maild_users *u, const char *address,
+                       size_t address_len, const char *password,
+                       size_t password_len) {
+  if (u == NULL || (password == NULL && password_len > 0))
+    return MAILD_ERR_INVAL;
+  return maild_users_verify_hash(login_hash(u, address, address_len), password,
+                                 password_len, &u->mem);
 }
 
 int maild_users_add(maild_users *u, const char *address, const char *password,

@@ -267,6 +267,41 @@ static void test_verify(void **state) {
   maild_users_del(u);
 }
 
+/* The split verify: the hash copied on one thread, checked on another
+   after the users object is gone. */
+static void test_verify_split(void **state) {
+  char hash[MAILD_USERS_HASH_SIZE], small[8];
+  maild_users *u;
+  (void)state;
+
+  u = parse_ok(sample, strlen(sample));
+  assert_int_equal(maild_users_login_hash(u, "\"Alice\"@EXAMPLE.com", 19, hash,
+                                          sizeof(hash)),
+                   0);
+  assert_memory_equal(hash, "$y$", 3);
+  assert_int_equal(
+      maild_users_login_hash(u, "alice@example.com", 17, small, sizeof(small)),
+      MAILD_ERR_NOSPC);
+  maild_users_del(u); /* the copy outlives the object */
+  assert_int_equal(maild_users_verify_hash(hash, PW, strlen(PW), NULL), 0);
+  assert_int_equal(maild_users_verify_hash(hash, "wrong", 5, NULL),
+                   MAILD_ERR_PERM);
+  assert_int_equal(maild_users_verify_hash("", PW, strlen(PW), NULL),
+                   MAILD_ERR_PERM);
+  assert_int_equal(maild_users_verify_hash(NULL, PW, strlen(PW), NULL),
+                   MAILD_ERR_PERM);
+  u = parse_ok(sample, strlen(sample));
+  /* Unknown users and accounts without a password give "". */
+  assert_int_equal(
+      maild_users_login_hash(u, "nobody@example.com", 18, hash, sizeof(hash)),
+      0);
+  assert_string_equal(hash, "");
+  assert_int_equal(
+      maild_users_login_hash(u, "dave@example.com", 16, hash, sizeof(hash)), 0);
+  assert_string_equal(hash, "");
+  maild_users_del(u);
+}
+
 static double seconds(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -720,6 +755,7 @@ int main(void) {
       cmocka_unit_test(test_line_limit),
       cmocka_unit_test(test_canonical),
       cmocka_unit_test(test_verify),
+      cmocka_unit_test(test_verify_split),
       cmocka_unit_test(test_verify_timing),
       cmocka_unit_test(test_edit),
       cmocka_unit_test(test_parse_state),
