@@ -122,6 +122,11 @@ static int load_config(daemon_state *d, int check_only) {
   if (maild_options_new(&d->opt, NULL) != 0 ||
       maild_config_apply_options(&d->cfg, d->opt, err, sizeof(err)) != 0)
     return fail("%s", err[0] ? err : "out of memory");
+  /* SMTP AUTH for the accounts of the users file, offered over TLS
+     only (RFC 4954 4, TESTPLAN T4). */
+  if (maild_options_set_string(d->opt, MAILD_OPT_AUTH_MECHANISMS,
+                               "PLAIN LOGIN") != 0)
+    return fail("out of memory");
   if (!check_only)
     return 0;
   /* Before the first start there are no users yet: the first start
@@ -188,6 +193,7 @@ static int load_site(daemon_state *d) {
   if (maild_site_load(&d->site, &d->cfg, err, sizeof(err)) != 0)
     return fail("%s", err);
   maild_server_set_directory(d->srv, d->site.directory);
+  maild_server_set_users(d->srv, d->site.users);
   for (i = 0; i < d->cfg.nlisteners && i < MAX_BOUND; i++) {
     const maild_config_listener *l = &d->cfg.listeners[i];
     printf("maild: %s listening on %s%s%s:%d\n",
@@ -394,6 +400,7 @@ static void reload_done(uv_work_t *req, int status) {
   }
   if (d->srv != NULL) {
     maild_server_set_directory(d->srv, d->new_site.directory);
+    maild_server_set_users(d->srv, d->new_site.users);
     maild_server_set_tls(d->srv, d->new_cred);
   }
   maild_tls_credentials_del(d->new_cred);

@@ -90,6 +90,18 @@ MAILD_EXTERN void maild_server_set_tls(maild_server *srv,
                                        maild_tls_credentials *cred);
 
 /*
+ * Sets the accounts that may log in with SMTP AUTH. AUTH is offered when
+ * the AUTH_MECHANISMS option names mechanisms (PLAIN and LOGIN are
+ * supported), and only over TLS unless AUTH_PLAINTEXT is set. Borrowed,
+ * like the directory, and replaceable at any time: logins under way check
+ * a copy of the account's hash, so the old object may be freed as soon as
+ * this returns. NULL: every login fails.
+ */
+typedef struct maild_users maild_users;
+MAILD_EXTERN void maild_server_set_users(maild_server *srv,
+                                         const maild_users *users);
+
+/*
  * Sets who is local (borrowed; may be replaced at any time, e.g. on
  * reload: sessions already past RCPT keep their answers). NULL, the
  * default, accepts every recipient as a mailbox of its own address.

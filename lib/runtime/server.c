@@ -164,6 +164,10 @@ void maild_server_set_tls(maild_server *srv, maild_tls_credentials *cred) {
   srv->tls = cfg;
 }
 
+void maild_server_set_users(maild_server *srv, const maild_users *users) {
+  srv->users = users;
+}
+
 void maild_server_set_directory(maild_server *srv, const maild_directory *dir) {
   srv->directory = dir;
 }

@@ -53,6 +53,7 @@ struct maild_server {
   maild_spool *spool;
   maild_store *store;
   const maild_directory *directory;
+  const maild_users *users; /* for AUTH; NULL: every login fails */
 
   listener_slot listeners[MAX_LISTENERS];
   size_t nlisteners;
@@ -93,6 +94,15 @@ void maild__server_maybe_closed(maild_server *srv);
 /* smtp_session.c */
 int maild__smtp_session_start(maild_server *srv, maild_conn *conn,
                               const char *peer, maild_service service);
+
+/* auth.c: checks the credentials of a finished SASL exchange; `done` runs
+   on the loop thread with ok and the canonical user (for the log: "" if
+   the name was not an address). Returns 0, MAILD_ERR_INVAL,
+   MAILD_ERR_NOMEM or MAILD_ERR_IO (then `done` is not called). */
+struct maild_sasl_server;
+int maild__auth_check(maild_server *srv, const struct maild_sasl_server *sasl,
+                      void (*done)(void *ud, int ok, const char *user),
+                      void *ud);
 
 /* tls_credentials.c */
 maild_tls_config *maild__tls_credentials_config(maild_tls_credentials *cred);

@@ -15,6 +15,8 @@
 
 #include "core/mem.h"
 #include "maild/error.h"
+#include "maild/sasl.h"
+#include "maild/users.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -30,20 +32,28 @@ struct smtp_session {
   maild_server *srv;
   maild_conn *conn;
   maild_smtp_server *eng;
-  maild_buf in;   /* client octets the engine has not consumed yet */
-  delivery *d;    /* the transaction's message, from MAIL on */
-  int d_busy;     /* a job is working on `d` */
-  int at_command; /* the last octet consumed ended a command line */
-  int phase;      /* engine phase after the last pump */
-  int conn_gone;  /* on_close came */
-  int ended;      /* peer gone or session over: no more input */
-  int tls;        /* 0 plaintext, 1 handshake running, 2 TLS up */
+  maild_buf in;            /* client octets the engine has not consumed yet */
+  delivery *d;             /* the transaction's message, from MAIL on */
+  int d_busy;              /* a job is working on `d` */
+  int at_command;          /* the last octet consumed ended a command line */
+  int phase;               /* engine phase after the last pump */
+  int conn_gone;           /* on_close came */
+  int ended;               /* peer gone or session over: no more input */
+  int tls;                 /* 0 plaintext, 1 handshake running, 2 TLS up */
+  maild_sasl_server *sasl; /* AUTH exchange in progress */
+  int auth_busy;           /* a password check runs on the worker pool */
+  int auth_delay;          /* a refusal waits out its delay */
+  unsigned auth_failures;
+  int auth_malformed; /* the refusal is 501 (undecodable), not 535 */
+  char challenge[MAILD_SASL_CHALLENGE_SIZE];
   maild_service service;
   char tls_info[128]; /* for the Received header */
   char peer[64];
 };
 
 static void pump(smtp_session *s);
+static void end_connection(smtp_session *s);
+static void set_deadline(smtp_session *s, int got_input);
 
 /* No more input: the session is over for the client, so its address no
    longer counts toward MAX_CONNECTIONS_PER_IP (a client that reconnects
@@ -69,6 +79,7 @@ static void session_free(smtp_session *s) {
   if (s->next != NULL)
     s->next->prev = s->prev;
   maild_smtp_server_del(s->eng);
+  maild_sasl_server_del(s->sasl);
   maild__buf_free(&s->in, &srv->mem);
   maild__server_session_gone(srv, s);
   maild__free(&srv->mem, s);
@@ -76,7 +87,7 @@ static void session_free(smtp_session *s) {
 
 /* The session goes when its connection is closed and no job uses it. */
 static void maybe_free(smtp_session *s) {
-  if (s->conn_gone && !s->d_busy)
+  if (s->conn_gone && !s->d_busy && !s->auth_busy)
     session_free(s);
 }
 
@@ -282,9 +293,111 @@ static int on_starttls(maild_smtp_server *eng, maild_reply *reply, void *ud) {
   return 0;
 }
 
+/* ---- AUTH (RFC 4954) ---- */
+
+/* Failed logins a session may make; the delay before each refusal doubles
+   from AUTH_DELAY_MS (TESTPLAN A2). */
+#define AUTH_FAILURES_MAX 3
+#define AUTH_DELAY_MS     1000u
+
+static void log_auth_failure(smtp_session *s, const char *user) {
+  char safe[MAILD_USERS_ADDRESS_SIZE];
+  size_t i;
+
+  for (i = 0; user[i] != '\0' && i < sizeof(safe) - 1; i++)
+    safe[i] = user[i] > 0x20 && user[i] < 0x7f ? user[i] : '?';
+  safe[i] = '\0';
+  maild__log(s->srv, MAILD_LOG_WARNING,
+             "auth failed: client=[%s] user=<%s> mechanism=%s", s->peer, safe,
+             s->sasl != NULL ? maild_sasl_server_mechanism(s->sasl) : "?");
+}
+
+/* A failed login: the answer waits out a delay that doubles with each
+   failure (on_timeout gives it), and after AUTH_FAILURES_MAX the session
+   ends instead. Returns the AUTH decision: deferred. */
+static int auth_refuse(smtp_session *s, const char *user, int malformed) {
+  log_auth_failure(s, user);
+  s->auth_malformed = malformed;
+  maild_sasl_server_del(s->sasl);
+  s->sasl = NULL;
+  s->auth_failures++;
+  s->auth_delay = 1;
+  maild__conn_deadline(s->conn,
+                       (uint64_t)AUTH_DELAY_MS << (s->auth_failures - 1));
+  return MAILD_ERR_DEFER;
+}
+
+static void auth_checked(void *ud, int ok, const char *user) {
+  smtp_session *s = ud;
+  maild_reply r = {235, "2.7.0", "Authentication successful"};
+
+  s->auth_busy = 0;
+  if (s->conn_gone || s->ended) {
+    maild_sasl_server_del(s->sasl);
+    s->sasl = NULL;
+    maybe_free(s);
+    return;
+  }
+  if (!ok) {
+    auth_refuse(s, user, 0);
+    return;
+  }
+  maild__log(s->srv, MAILD_LOG_INFO, "auth: client=[%s] user=<%s> mechanism=%s",
+             s->peer, user, maild_sasl_server_mechanism(s->sasl));
+  maild_sasl_server_del(s->sasl);
+  s->sasl = NULL;
+  maild_smtp_server_reply(s->eng, &r);
+  pump(s);
+  set_deadline(s, 0);
+}
+
+static int on_auth(maild_smtp_server *eng, const maild_smtp_auth *auth,
+                   maild_reply *reply, void *ud) {
+  smtp_session *s = ud;
+  size_t clen = 0;
+  int rc;
+
+  (void)eng;
+  if (auth->step == 0) {
+    maild_sasl_server_del(s->sasl);
+    s->sasl = NULL;
+    if (maild_sasl_server_new(&s->sasl, auth->mechanism, NULL, &s->srv->mem) !=
+        0) {
+      *reply = (maild_reply){504, "5.5.4", "Error: unsupported mechanism"};
+      return 0;
+    }
+  }
+  if (s->sasl == NULL) {
+    *reply = (maild_reply){503, "5.5.1", "Error: no AUTH in progress"};
+    return 0;
+  }
+  rc = maild_sasl_server_step(s->sasl, auth->response, auth->response_len,
+                              s->challenge, sizeof(s->challenge), &clen);
+  if (rc == MAILD_SASL_CONTINUE) {
+    *reply = (maild_reply){334, NULL, s->challenge};
+    return 0;
+  }
+  if (rc == MAILD_SASL_DONE &&
+      maild__auth_check(s->srv, s->sasl, auth_checked, s) == 0) {
+    s->auth_busy = 1;
+    return MAILD_ERR_DEFER;
+  }
+  if (rc == MAILD_SASL_DONE) {
+    *reply = (maild_reply){454, "4.7.0",
+                           "Error: temporary authentication "
+                           "failure"};
+    maild_sasl_server_del(s->sasl);
+    s->sasl = NULL;
+    return 0;
+  }
+  /* RFC 4954 4: a response that cannot be decoded gets 501; it counts as
+     a failed login all the same. */
+  return auth_refuse(s, "", 1);
+}
+
 static const maild_smtp_server_callbacks engine_cb = {
-    NULL,        on_mail,     on_rcpt,     NULL, on_data_chunk,
-    on_data_end, on_tx_abort, on_starttls, NULL, on_error};
+    NULL,        on_mail,     on_rcpt,     NULL,    on_data_chunk,
+    on_data_end, on_tx_abort, on_starttls, on_auth, on_error};
 
 /* Puts a TLS session between the connection and the engine: after the
    220 to STARTTLS, or at once on an smtps listener. */
@@ -324,8 +437,8 @@ static void set_deadline(smtp_session *s, int got_input) {
   int phase = (int)maild_smtp_server_phase(s->eng);
   int changed = phase != s->phase;
 
-  if (s->tls == 1)
-    return; /* the handshake has its own deadline (start_tls) */
+  if (s->tls == 1 || s->auth_delay)
+    return; /* the handshake, or a refusal's delay, has its own timer */
   s->phase = phase;
   switch (phase) {
   case MAILD_SMTP_PHASE_DATA:
@@ -462,6 +575,23 @@ static void on_drain(maild_conn *c, void *ud) {
 
 static void on_timeout(maild_conn *c, void *ud) {
   smtp_session *s = ud;
+  maild_reply refused = {535, "5.7.8", "Error: authentication failed"};
+  maild_reply malformed = {501, "5.5.2", "Error: invalid SASL response"};
+
+  if (s->auth_delay) { /* the delay before a refused login is over */
+    maild_reply bye = {421, "4.7.0", "Error: too many authentication failures"};
+    s->auth_delay = 0;
+    if (s->auth_failures >= AUTH_FAILURES_MAX) {
+      maild_smtp_server_terminate(s->eng, &bye);
+      pump(s);
+      end_connection(s);
+      return;
+    }
+    maild_smtp_server_reply(s->eng, s->auth_malformed ? &malformed : &refused);
+    pump(s);
+    set_deadline(s, 0);
+    return;
+  }
   maild_reply r = {421, "4.4.2", "Error: timeout exceeded"};
 
   (void)c;
