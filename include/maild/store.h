@@ -128,8 +128,8 @@ typedef struct maild_store_result {
  * member only if it lies within struct_size, and treats a missing one as
  * NULL (operation not supported). The POP3 operations (open a mailbox with
  * an exclusive lock, list messages with exact sizes and stable unique ids,
- * read one, mark one deleted, apply the deletions at close) will come
- * after `destroy` in a later version.
+ * read one, apply deletions) come after `withdraw` (box_open ...
+ * box_expunge).
  */
 typedef struct maild_store_backend {
   /* sizeof(maild_store_backend); at least up to and including `deliver`. */
@@ -165,6 +165,45 @@ typedef struct maild_store_backend {
      MAILD_ERR_IO. */
   int (*withdraw)(maild_store *st, const char *domain, const char *local,
                   const char *id, void *backend_data);
+
+  /*
+   * The read side, for POP3 (see maild_store_open() for what each one
+   * means to the caller). Optional as a group: a backend without all six
+   * (NULL, or beyond its struct_size) has no read side and
+   * maild_store_open() returns MAILD_ERR_UNSUPPORTED. `box` is the
+   * backend's own session object, made by box_open. A session is used by
+   * one thread at a time; different sessions may be used at once. The
+   * library checks indexes against box_count and buffers for NULL before
+   * calling, and holds the answers to the documented codes.
+   */
+  /* Opens and exclusively locks the mailbox of local@domain (checked as
+     for deliver) and takes a snapshot of its messages. Returns 0 and sets
+     `*box`, or MAILD_ERR_EXISTS (locked by another session),
+     MAILD_ERR_NOT_FOUND, MAILD_ERR_INVAL, MAILD_ERR_NOMEM, MAILD_ERR_IO
+     or MAILD_ERR_TIMEOUT. */
+  int (*box_open)(maild_store *st, const char *domain, const char *local,
+                  void **box, void *backend_data);
+  /* Releases the lock and frees `box`; deletions not applied by
+     box_expunge are forgotten. */
+  void (*box_close)(maild_store *st, void *box, void *backend_data);
+  /* Messages in the snapshot (fixed for the session). */
+  size_t (*box_count)(maild_store *st, void *box, void *backend_data);
+  /* Message `i` (< count): its size as sent (CRLF line ends) and its
+     unique id (1..70 octets 0x21..0x7e, NUL-terminated, valid until
+     box_close). Returns 0 or MAILD_ERR_IO. */
+  int (*box_info)(maild_store *st, void *box, size_t i, uint64_t *size,
+                  const char **uidl, void *backend_data);
+  /* Copies up to `cap` (> 0) octets of message `i` as stored, from
+     `offset`; returns the count (0 at the end), MAILD_ERR_NOT_FOUND (the
+     message is gone), MAILD_ERR_IO, MAILD_ERR_NOMEM or
+     MAILD_ERR_TIMEOUT. */
+  maild_ssize (*box_read)(maild_store *st, void *box, size_t i, uint64_t offset,
+                          uint8_t *buf, size_t cap, void *backend_data);
+  /* Removes messages `indexes[0..n)` (each < count, ascending, no
+     duplicates) durably; already gone is fine. Returns 0, MAILD_ERR_IO or
+     MAILD_ERR_TIMEOUT (some may then be removed and others not). */
+  int (*box_expunge)(maild_store *st, void *box, const size_t *indexes,
+                     size_t n, void *backend_data);
 } maild_store_backend;
 
 /*
@@ -222,6 +261,68 @@ MAILD_EXTERN int maild_store_withdraw(maild_store *st, const char *domain,
                                       size_t domain_len, const char *local,
                                       size_t local_len, const char *id);
 
+/* ---- Reading a mailbox (POP3) ---------------------------------------- */
+
+/* An open, exclusively locked mailbox: a snapshot of its messages for one
+   POP3 session. Used by one thread at a time; different mailboxes may be
+   used on different threads at once. All calls block. */
+typedef struct maild_mailbox maild_mailbox;
+
+/*
+ * Opens the mailbox of local@domain (counted strings, checked as for
+ * maild_store_deliver) for one POP3 session and locks it: no other session
+ * can open it until maild_mailbox_close(). The message list is fixed at
+ * open (mail arriving later shows in the next session).
+ * Returns 0 and sets `*out`, or (the runtime's answer in brackets):
+ *   MAILD_ERR_EXISTS       another session holds the lock [-ERR [IN-USE]]
+ *   MAILD_ERR_NOT_FOUND    no such mailbox (the Maildir backend never says
+ *                          so: a mailbox not yet created is empty)
+ *   MAILD_ERR_UNSUPPORTED  the backend has no read side
+ *   MAILD_ERR_INVAL        bad argument or an address that names no mailbox
+ *   MAILD_ERR_NOMEM, MAILD_ERR_IO, MAILD_ERR_TIMEOUT  temporary
+ *                          [-ERR [SYS/TEMP]]
+ */
+MAILD_EXTERN int maild_store_open(maild_store *st, const char *domain,
+                                  size_t domain_len, const char *local,
+                                  size_t local_len, maild_mailbox **out);
+
+/* Number of messages in the session's snapshot; 0 for NULL. */
+MAILD_EXTERN size_t maild_mailbox_count(const maild_mailbox *mb);
+
+/*
+ * Message `i` (0-based, < count): `*size` (may be NULL) is its size exactly
+ * as POP3 sends it (every line end CRLF, before dot-stuffing), `*uidl` (may
+ * be NULL) its unique id: 1..70 octets 0x21..0x7e, NUL-terminated, stable
+ * across sessions and restarts, valid until maild_mailbox_close().
+ * Returns 0, MAILD_ERR_INVAL (NULL or `i` out of range) or MAILD_ERR_IO.
+ */
+MAILD_EXTERN int maild_mailbox_info(const maild_mailbox *mb, size_t i,
+                                    uint64_t *size, const char **uidl);
+
+/*
+ * Copies up to `cap` octets of message `i`, as stored, from `offset` into
+ * `buf`. Returns the number copied (0 at the end or for cap 0),
+ * MAILD_ERR_NOT_FOUND (removed meanwhile by another program),
+ * MAILD_ERR_INVAL, MAILD_ERR_IO, MAILD_ERR_NOMEM or MAILD_ERR_TIMEOUT.
+ */
+MAILD_EXTERN maild_ssize maild_mailbox_read(maild_mailbox *mb, size_t i,
+                                            uint64_t offset, uint8_t *buf,
+                                            size_t cap);
+
+/*
+ * Removes messages `indexes[0..n)` durably (POP3 QUIT in the UPDATE state);
+ * indexes may come in any order and repeat. A message already removed by
+ * someone else counts as removed. Returns 0, MAILD_ERR_INVAL (NULL or an
+ * index out of range: nothing is removed), MAILD_ERR_NOMEM (nothing is
+ * removed), MAILD_ERR_IO or MAILD_ERR_TIMEOUT (some may be removed).
+ */
+MAILD_EXTERN int maild_mailbox_delete(maild_mailbox *mb, const size_t *indexes,
+                                      size_t n);
+
+/* Releases the lock and frees; deletions not applied are forgotten. NULL
+   is a no-op. */
+MAILD_EXTERN void maild_mailbox_close(maild_mailbox *mb);
+
 /* ---- The built-in Maildir backend ------------------------------------ */
 
 /*
@@ -264,6 +365,24 @@ MAILD_EXTERN int maild_store_withdraw(maild_store *st, const char *domain,
  * behind; exactly reaching the limit is allowed. The check is soft: two
  * deliveries to one mailbox at the same moment may both pass it, so the
  * limit can be overshot by the messages in flight.
+ *
+ * Reading (maild_store_open). A mailbox that does not exist yet is created
+ * (empty), as for delivery. The lock is flock(LOCK_EX | LOCK_NB) on the file
+ * "maild-pop3.lock" in the mailbox directory (created 0600, never removed):
+ * the kernel drops it when the holder exits or crashes, and two sessions
+ * in one process conflict too. At open every file in new/ moves to cur/
+ * with ",W=<size>" (Maildir++: the size with CRLF line ends) and the info
+ * ":2," appended (a name that already has info keeps it; one that would
+ * grow past 255 octets stays in new/), and cur/ and new/ are fsync'd.
+ * Messages are ordered by the delivery time in their names
+ * (<sec>.M<usec>), then by name. The size is the W= tag of a name in cur/
+ * when there is one, else the file is scanned (CRLF, bare LF and bare CR
+ * each count 2). The UIDL is the name up to its first ',' or ':'
+ * (unchanged by the move and by flags), or "~" and a 128-bit hash in hex
+ * when that is longer than 70 octets or not printable ASCII; when two
+ * files share one, all but the first get the hash of their whole name.
+ * Deletion unlinks each file and fsyncs cur/ and new/. Non-regular
+ * entries and names starting with '.' are ignored.
  */
 typedef struct maild_store_maildir_config {
   /* Per-mailbox limit in octets; 0: no limit. */

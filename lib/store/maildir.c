@@ -11,6 +11,11 @@
  * opened relative to the root descriptor with O_NOFOLLOW, so neither a
  * crafted local part nor a planted symlink can reach outside the root.
  *
+ * The read side (POP3) locks a mailbox with flock() on a lock file, takes
+ * a snapshot of cur/ (moving new/ into it), sizes each message as it will
+ * be sent (CRLF) once and caches that in the name (",W="), and derives the
+ * UIDL from the unique part of the name, which no move or flag changes.
+ *
  * Plain blocking POSIX I/O: the runtime calls this on worker threads, and
  * several threads may deliver through one store at once (the only shared
  * mutable state is an atomic counter). Time and randomness come from the
@@ -23,8 +28,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
-#include <stdio.h> /* renameat() only: POSIX declares it here; no streams */
+#include <stdlib.h> /* qsort() */
+#include <stdio.h>  /* renameat() only: POSIX declares it here; no streams */
 #include <string.h>
+#include <sys/file.h>   /* flock() */
 #include <sys/random.h> /* getentropy(): glibc declares it here unguarded */
 #include <sys/stat.h>
 #include <time.h>
@@ -598,12 +605,510 @@ static int maildir_withdraw(maild_store *st, const char *domain,
   return rc;
 }
 
+/* ---- Reading (POP3) --------------------------------------------------- */
+
+#define MAILDIR_LOCK_NAME  "maild-pop3.lock"
+#define MAILDIR_UIDL_MAX   70
+#define MAILDIR_SCAN_CHUNK 65536
+
+typedef struct box_msg {
+  char *name;    /* file name in its directory */
+  int dir;       /* BOX_CUR, or BOX_NEW when it could not be moved */
+  uint64_t size; /* as sent: CRLF line ends */
+  uint64_t sec, usec;
+  char uidl[MAILDIR_UIDL_MAX + 1];
+} box_msg;
+
+typedef struct maildir_box {
+  maildir *md;
+  int fds[BOX_DIRS];
+  int lock_fd;
+  box_msg *msgs;
+  size_t count, cap;
+  size_t open_i; /* message behind read_fd */
+  int read_fd;
+} maildir_box;
+
+/* The tag ",<key>=<digits>" before any ':' of a file name, if any. */
+static int parse_tag(const char *name, char key, uint64_t *out) {
+  const char *p;
+  uint64_t v = 0;
+
+  for (p = name; *p != '\0' && *p != ':'; p++) {
+    if (p[0] != ',' || p[1] != key || p[2] != '=')
+      continue;
+    p += 3;
+    if (*p < '0' || *p > '9')
+      return -1;
+    for (; *p >= '0' && *p <= '9'; p++) {
+      unsigned d = (unsigned)(*p - '0');
+      if (v > (UINT64_MAX - d) / 10)
+        return -1;
+      v = v * 10 + d;
+    }
+    if (*p != '\0' && *p != ',' && *p != ':')
+      return -1;
+    *out = v;
+    return 0;
+  }
+  return -1;
+}
+
+/* <sec>.M<usec> at the start of a name (0 where absent). */
+static void parse_time(const char *name, uint64_t *sec, uint64_t *usec) {
+  const char *p = name;
+  uint64_t v = 0;
+
+  *sec = *usec = 0;
+  for (; *p >= '0' && *p <= '9' && v < UINT64_MAX / 100; p++)
+    v = v * 10 + (uint64_t)(*p - '0');
+  *sec = v;
+  if (p[0] != '.' || p[1] != 'M')
+    return;
+  v = 0;
+  for (p += 2; *p >= '0' && *p <= '9' && v < UINT64_MAX / 100; p++)
+    v = v * 10 + (uint64_t)(*p - '0');
+  *usec = v;
+}
+
+static uint64_t fnv1a(const char *s, size_t n, uint64_t h) {
+  size_t i;
+  for (i = 0; i < n; i++) {
+    h ^= (unsigned char)s[i];
+    h *= UINT64_C(0x100000001b3);
+  }
+  return h;
+}
+
+static void hash_uidl(char *dst, const char *s, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  uint64_t h[2];
+  int i, j, k = 0;
+
+  h[0] = fnv1a(s, n, UINT64_C(0xcbf29ce484222325));
+  h[1] = fnv1a(s, n, UINT64_C(0x84222325cbf29ce4) ^ (uint64_t)n);
+  dst[k++] = '~';
+  for (j = 0; j < 2; j++)
+    for (i = 60; i >= 0; i -= 4)
+      dst[k++] = hex[(h[j] >> i) & 15];
+  dst[k] = '\0';
+}
+
+/* The UIDL of a file name: its base (up to the first ',' or ':'). */
+static void make_uidl(char *dst, const char *name) {
+  size_t n = strcspn(name, ",:"), i;
+  int ok = n > 0 && n <= MAILDIR_UIDL_MAX;
+
+  for (i = 0; ok && i < n; i++) {
+    unsigned char c = (unsigned char)name[i];
+    if (c < 0x21 || c > 0x7e)
+      ok = 0;
+  }
+  if (!ok) {
+    hash_uidl(dst, name, n);
+    return;
+  }
+  memcpy(dst, name, n);
+  dst[n] = '\0';
+}
+
+/* Size with every line end (CRLF, bare LF, bare CR) counted as CRLF. */
+static int crlf_size(maildir *md, int fd, uint64_t *size) {
+  uint8_t *buf = maild__malloc(&md->mem, MAILDIR_SCAN_CHUNK);
+  uint64_t off = 0, sz = 0;
+  int prev_cr = 0, rc = 0;
+
+  if (buf == NULL)
+    return MAILD_ERR_NOMEM;
+  for (;;) {
+    ssize_t n = pread(fd, buf, MAILDIR_SCAN_CHUNK, (off_t)off);
+    ssize_t i;
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      rc = MAILD_ERR_IO;
+      break;
+    }
+    if (n == 0)
+      break;
+    for (i = 0; i < n; i++) {
+      if (buf[i] == '\r') {
+        sz += 2;
+        prev_cr = 1;
+      } else {
+        sz += buf[i] == '\n' ? (prev_cr ? 0 : 2) : 1;
+        prev_cr = 0;
+      }
+    }
+    off += (uint64_t)n;
+  }
+  maild__free(&md->mem, buf);
+  *size = sz;
+  return rc;
+}
+
+static int box_add(maildir_box *b, const char *name, int dir) {
+  box_msg *m;
+
+  if (b->count == b->cap) {
+    size_t cap = b->cap ? b->cap * 2 : 16;
+    box_msg *p = maild__realloc(&b->md->mem, b->msgs, cap * sizeof(*p));
+    if (p == NULL)
+      return MAILD_ERR_NOMEM;
+    b->msgs = p;
+    b->cap = cap;
+  }
+  m = &b->msgs[b->count];
+  memset(m, 0, sizeof(*m));
+  m->name = maild__strndup(&b->md->mem, name, strlen(name));
+  if (m->name == NULL)
+    return MAILD_ERR_NOMEM;
+  m->dir = dir;
+  b->count++;
+  return 0;
+}
+
+/*
+ * Sizes message `m` (W= tag or a scan), and moves it from new/ to cur/
+ * as <name>,W=<size>:2, (Maildir++ convention). Returns 1 when the file
+ * vanished (skip it), 0, or an error.
+ */
+static int box_prepare(maildir_box *b, box_msg *m) {
+  char name[MAILDIR_NAME_MAX + 1];
+  namebuf nb = {name, 0, sizeof(name), 0};
+  struct stat sb;
+  int fd, rc;
+
+  if (m->dir == BOX_CUR && parse_tag(m->name, 'W', &m->size) == 0)
+    return 0;
+  /* O_NONBLOCK: a planted FIFO must not hang the open. */
+  fd = openat(b->fds[m->dir], m->name,
+              O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0)
+    return errno == ENOENT ? 1 : errno == ELOOP ? 1 : MAILD_ERR_IO;
+  if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    close(fd);
+    return 1;
+  }
+  rc = crlf_size(b->md, fd, &m->size);
+  close(fd);
+  if (rc != 0 || m->dir != BOX_NEW)
+    return rc;
+  nb_str(&nb, m->name);
+  if (strchr(m->name, ':') == NULL) {
+    if (parse_tag(m->name, 'W', &m->size) != 0) {
+      nb_str(&nb, ",W=");
+      nb_u64(&nb, m->size);
+    }
+    nb_str(&nb, ":2,");
+  }
+  if (nb.overflow)
+    return 0; /* stays in new/ */
+  /* A link never replaces a file already in cur/ (rename would, and the
+     scan of cur/ listed it already); rename is for file systems without
+     hard links. A name taken in cur/ leaves the message in new/. */
+  if (linkat(b->fds[BOX_NEW], m->name, b->fds[BOX_CUR], name, 0) == 0) {
+    if (unlinkat(b->fds[BOX_NEW], m->name, 0) != 0 && errno != ENOENT) {
+      (void)unlinkat(b->fds[BOX_CUR], name, 0);
+      return 0;
+    }
+  } else if (errno == EEXIST) {
+    return 0;
+  } else if (errno == ENOENT) {
+    return 1;
+  } else if (renameat(b->fds[BOX_NEW], m->name, b->fds[BOX_CUR], name) != 0) {
+    return errno == ENOENT ? 1 : MAILD_ERR_IO;
+  }
+  maild__free(&b->md->mem, m->name);
+  m->name = maild__strndup(&b->md->mem, name, strlen(name));
+  m->dir = BOX_CUR;
+  if (m->name == NULL)
+    return MAILD_ERR_NOMEM; /* moved already: found in cur/ next time */
+  return 2;
+}
+
+static int box_scan(maildir_box *b, int dir) {
+  struct dirent *e;
+  DIR *d;
+  int fd, rc = 0;
+
+  fd = openat(b->fds[dir], ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return MAILD_ERR_IO;
+  d = fdopendir(fd);
+  if (d == NULL) {
+    close(fd);
+    return MAILD_ERR_IO;
+  }
+  for (;;) {
+    errno = 0;
+    e = readdir(d);
+    if (e == NULL) {
+      if (errno != 0)
+        rc = MAILD_ERR_IO;
+      break;
+    }
+    if (e->d_name[0] == '.')
+      continue;
+    if (e->d_type != DT_REG && e->d_type != DT_UNKNOWN)
+      continue;
+    rc = box_add(b, e->d_name, dir);
+    if (rc != 0)
+      break;
+  }
+  closedir(d);
+  return rc;
+}
+
+static int box_msg_cmp(const void *pa, const void *pb) {
+  const box_msg *a = pa, *b = pb;
+
+  if (a->sec != b->sec)
+    return a->sec < b->sec ? -1 : 1;
+  if (a->usec != b->usec)
+    return a->usec < b->usec ? -1 : 1;
+  return strcmp(a->name, b->name);
+}
+
+static void box_free(maildir_box *b) {
+  size_t i;
+
+  for (i = 0; i < b->count; i++)
+    maild__free(&b->md->mem, b->msgs[i].name);
+  maild__free(&b->md->mem, b->msgs);
+  if (b->read_fd >= 0)
+    close(b->read_fd);
+  close_box(b->fds);
+  if (b->lock_fd >= 0)
+    close(b->lock_fd); /* drops the flock */
+  maild__free(&b->md->mem, b);
+}
+
+/* Opens the mailbox directories (creating them) and takes the lock. */
+static int box_lock(maildir_box *b, const char *dom, const char *loc) {
+  maild_store_result res;
+  int dfd, lfd, i, rc = 0;
+
+  memset(&res, 0, sizeof(res));
+  dfd = open_dir(b->md->root_fd, dom, &res);
+  if (dfd < 0)
+    return dfd;
+  lfd = open_dir(dfd, loc, &res);
+  close(dfd);
+  if (lfd < 0)
+    return lfd;
+  b->lock_fd = openat(lfd, MAILDIR_LOCK_NAME,
+                      O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (b->lock_fd < 0)
+    rc = MAILD_ERR_IO;
+  else if (flock(b->lock_fd, LOCK_EX | LOCK_NB) != 0)
+    rc = errno == EWOULDBLOCK ? MAILD_ERR_EXISTS : MAILD_ERR_IO;
+  for (i = 0; i < BOX_DIRS && rc == 0; i++) {
+    b->fds[i] = open_dir(lfd, box_dir_names[i], &res);
+    if (b->fds[i] < 0) {
+      rc = b->fds[i];
+      b->fds[i] = -1;
+    }
+  }
+  close(lfd);
+  return rc;
+}
+
+static int uidl_ptr_cmp(const void *pa, const void *pb) {
+  const box_msg *a = *(const box_msg *const *)pa;
+  const box_msg *b = *(const box_msg *const *)pb;
+  int c = strcmp(a->uidl, b->uidl);
+  return c != 0 ? c : (a < b ? -1 : a > b);
+}
+
+/*
+ * Two files with one base (a copy made by another program): all but the
+ * first in message order get a hash of their whole name (unique within a
+ * directory; stable while their flags do not change), so UIDLs stay
+ * unique. O(n log n): mailboxes may hold many thousand messages.
+ */
+static int box_unique_uidls(maildir_box *b) {
+  box_msg **v;
+  size_t i;
+
+  if (b->count < 2)
+    return 0;
+  v = maild__malloc(&b->md->mem, b->count * sizeof(*v));
+  if (v == NULL)
+    return MAILD_ERR_NOMEM;
+  for (i = 0; i < b->count; i++)
+    v[i] = &b->msgs[i];
+  qsort(v, b->count, sizeof(*v), uidl_ptr_cmp);
+  for (i = b->count - 1; i > 0; i--) {
+    if (strcmp(v[i]->uidl, v[i - 1]->uidl) == 0)
+      hash_uidl(v[i]->uidl, v[i]->name, strlen(v[i]->name));
+  }
+  maild__free(&b->md->mem, v);
+  return 0;
+}
+
+static int maildir_box_open(maild_store *st, const char *domain,
+                            const char *local, void **out, void *backend_data) {
+  maildir *md = backend_data;
+  char folded[MAILD_STORE_NAME_MAX + 1];
+  char dom[MAILDIR_NAME_MAX + 1], loc[MAILDIR_NAME_MAX + 1];
+  maildir_box *b;
+  size_t i, j;
+  int rc, moved = 0;
+
+  (void)st;
+  fold_ascii(folded, local);
+  rc = maildir_encode(dom, domain);
+  if (rc == 0)
+    rc = maildir_encode(loc, folded);
+  if (rc != 0)
+    return rc;
+  b = maild__calloc(&md->mem, 1, sizeof(*b));
+  if (b == NULL)
+    return MAILD_ERR_NOMEM;
+  b->md = md;
+  b->lock_fd = b->read_fd = -1;
+  for (i = 0; i < BOX_DIRS; i++)
+    b->fds[i] = -1;
+  rc = box_lock(b, dom, loc);
+  if (rc == 0)
+    rc = box_scan(b, BOX_NEW);
+  if (rc == 0)
+    rc = box_scan(b, BOX_CUR);
+  /* Size every message, moving new/ to cur/; drop the ones that vanished. */
+  for (i = j = 0; rc == 0 && i < b->count; i++) {
+    int r = box_prepare(b, &b->msgs[i]);
+    if (r == 2) {
+      moved = 1;
+      r = 0;
+    }
+    if (r < 0) {
+      rc = r;
+      break;
+    }
+    if (r == 1) {
+      maild__free(&md->mem, b->msgs[i].name);
+      continue;
+    }
+    b->msgs[j++] = b->msgs[i];
+  }
+  if (rc != 0) {
+    /* Entries [j, i) were moved down or freed; keep the count right. */
+    for (; i < b->count; i++)
+      b->msgs[j++] = b->msgs[i];
+  }
+  b->count = j;
+  if (rc == 0 && moved &&
+      (fsync(b->fds[BOX_CUR]) != 0 || fsync(b->fds[BOX_NEW]) != 0))
+    rc = MAILD_ERR_IO;
+  if (rc != 0) {
+    box_free(b);
+    return rc;
+  }
+  for (i = 0; i < b->count; i++) {
+    box_msg *m = &b->msgs[i];
+    parse_time(m->name, &m->sec, &m->usec);
+    make_uidl(m->uidl, m->name);
+  }
+  if (b->count > 1)
+    qsort(b->msgs, b->count, sizeof(*b->msgs), box_msg_cmp);
+  rc = box_unique_uidls(b);
+  if (rc != 0) {
+    box_free(b);
+    return rc;
+  }
+  *out = b;
+  return 0;
+}
+
+static void maildir_box_close(maild_store *st, void *box, void *backend_data) {
+  (void)st;
+  (void)backend_data;
+  box_free(box);
+}
+
+static size_t maildir_box_count(maild_store *st, void *box,
+                                void *backend_data) {
+  (void)st;
+  (void)backend_data;
+  return ((maildir_box *)box)->count;
+}
+
+static int maildir_box_info(maild_store *st, void *box, size_t i,
+                            uint64_t *size, const char **uidl,
+                            void *backend_data) {
+  maildir_box *b = box;
+
+  (void)st;
+  (void)backend_data;
+  *size = b->msgs[i].size;
+  *uidl = b->msgs[i].uidl;
+  return 0;
+}
+
+static maild_ssize maildir_box_read(maild_store *st, void *box, size_t i,
+                                    uint64_t offset, uint8_t *buf, size_t cap,
+                                    void *backend_data) {
+  maildir_box *b = box;
+  ssize_t n;
+
+  (void)st;
+  (void)backend_data;
+  if (b->read_fd < 0 || b->open_i != i) {
+    if (b->read_fd >= 0)
+      close(b->read_fd);
+    b->read_fd = openat(b->fds[b->msgs[i].dir], b->msgs[i].name,
+                        O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (b->read_fd < 0)
+      return errno == ENOENT ? MAILD_ERR_NOT_FOUND : MAILD_ERR_IO;
+    b->open_i = i;
+  }
+  if (offset > (uint64_t)INT64_MAX)
+    return 0;
+  do
+    n = pread(b->read_fd, buf, cap, (off_t)offset);
+  while (n < 0 && errno == EINTR);
+  return n < 0 ? MAILD_ERR_IO : (maild_ssize)n;
+}
+
+static int maildir_box_expunge(maild_store *st, void *box,
+                               const size_t *indexes, size_t n,
+                               void *backend_data) {
+  maildir_box *b = box;
+  int rc = 0, used[BOX_DIRS] = {0, 0, 0};
+  size_t k;
+
+  (void)st;
+  (void)backend_data;
+  for (k = 0; k < n; k++) {
+    const box_msg *m = &b->msgs[indexes[k]];
+    if (b->read_fd >= 0 && b->open_i == indexes[k]) {
+      close(b->read_fd);
+      b->read_fd = -1;
+    }
+    if (unlinkat(b->fds[m->dir], m->name, 0) != 0 && errno != ENOENT)
+      rc = MAILD_ERR_IO;
+    used[m->dir] = 1;
+  }
+  if (used[BOX_CUR] && fsync(b->fds[BOX_CUR]) != 0)
+    rc = MAILD_ERR_IO;
+  if (used[BOX_NEW] && fsync(b->fds[BOX_NEW]) != 0)
+    rc = MAILD_ERR_IO;
+  return rc;
+}
+
 static const maild_store_backend maildir_backend = {sizeof(maild_store_backend),
                                                     "maildir",
                                                     maildir_deliver,
                                                     maildir_destroy,
                                                     maildir_sync,
-                                                    maildir_withdraw};
+                                                    maildir_withdraw,
+                                                    maildir_box_open,
+                                                    maildir_box_close,
+                                                    maildir_box_count,
+                                                    maildir_box_info,
+                                                    maildir_box_read,
+                                                    maildir_box_expunge};
 
 static uint64_t default_now_usec(void *user_data) {
   struct timespec ts;

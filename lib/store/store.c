@@ -9,6 +9,8 @@
  */
 #include "maild/store.h"
 
+#include <stdint.h>
+#include <stdlib.h> /* qsort */
 #include <string.h>
 
 #include "core/mem.h"
@@ -160,4 +162,173 @@ int maild_store_withdraw(maild_store *st, const char *domain, size_t domain_len,
   return rc == 0 || rc == MAILD_ERR_NOT_FOUND || rc == MAILD_ERR_INVAL
              ? rc
              : MAILD_ERR_IO;
+}
+
+/* ---- Reading a mailbox ------------------------------------------------ */
+
+struct maild_mailbox {
+  maild_store *st;
+  void *box;
+  size_t count;
+};
+
+static int store_has_read_side(const maild_store *st) {
+  const maild_store_backend *b = &st->backend;
+  return b->box_open != NULL && b->box_close != NULL && b->box_count != NULL &&
+         b->box_info != NULL && b->box_read != NULL && b->box_expunge != NULL;
+}
+
+int maild_store_open(maild_store *st, const char *domain, size_t domain_len,
+                     const char *local, size_t local_len, maild_mailbox **out) {
+  char dom[MAILD_STORE_NAME_MAX + 1];
+  char loc[MAILD_STORE_NAME_MAX + 1];
+  maild_mailbox *mb;
+  void *box = NULL;
+  int rc;
+
+  if (out == NULL)
+    return MAILD_ERR_INVAL;
+  *out = NULL;
+  if (st == NULL)
+    return MAILD_ERR_INVAL;
+  if (!store_has_read_side(st))
+    return MAILD_ERR_UNSUPPORTED;
+  rc = store_copy_name(dom, domain, domain_len, 1);
+  if (rc == 0)
+    rc = store_copy_name(loc, local, local_len, 0);
+  if (rc != 0)
+    return rc;
+  mb = maild__calloc(&st->mem, 1, sizeof(*mb));
+  if (mb == NULL)
+    return MAILD_ERR_NOMEM;
+  rc = st->backend.box_open(st, dom, loc, &box, st->backend_data);
+  if (rc == 0 && box == NULL)
+    rc = MAILD_ERR_IO;
+  if (rc != 0) {
+    maild__free(&st->mem, mb);
+    switch (rc) {
+    case MAILD_ERR_EXISTS:
+    case MAILD_ERR_NOT_FOUND:
+    case MAILD_ERR_INVAL:
+    case MAILD_ERR_NOMEM:
+    case MAILD_ERR_IO:
+    case MAILD_ERR_TIMEOUT:
+      return rc;
+    default:
+      return MAILD_ERR_IO;
+    }
+  }
+  mb->st = st;
+  mb->box = box;
+  mb->count = st->backend.box_count(st, box, st->backend_data);
+  *out = mb;
+  return 0;
+}
+
+size_t maild_mailbox_count(const maild_mailbox *mb) {
+  return mb == NULL ? 0 : mb->count;
+}
+
+/* A UIDL as RFC 1939 7 allows: 1..70 octets 0x21..0x7e. */
+static int store_uidl_ok(const char *u) {
+  size_t n;
+
+  if (u == NULL)
+    return 0;
+  for (n = 0; u[n] != '\0'; n++) {
+    if (n >= 70 || (unsigned char)u[n] < 0x21 || (unsigned char)u[n] > 0x7e)
+      return 0;
+  }
+  return n > 0;
+}
+
+int maild_mailbox_info(const maild_mailbox *mb, size_t i, uint64_t *size,
+                       const char **uidl) {
+  maild_store *st;
+  uint64_t sz = 0;
+  const char *u = NULL;
+  int rc;
+
+  if (mb == NULL || i >= mb->count)
+    return MAILD_ERR_INVAL;
+  st = mb->st;
+  rc = st->backend.box_info(st, mb->box, i, &sz, &u, st->backend_data);
+  if (rc == 0 && !store_uidl_ok(u))
+    rc = MAILD_ERR_IO;
+  if (rc != 0)
+    return MAILD_ERR_IO;
+  if (size != NULL)
+    *size = sz;
+  if (uidl != NULL)
+    *uidl = u;
+  return 0;
+}
+
+maild_ssize maild_mailbox_read(maild_mailbox *mb, size_t i, uint64_t offset,
+                               uint8_t *buf, size_t cap) {
+  maild_store *st;
+  maild_ssize n;
+
+  if (mb == NULL || i >= mb->count || (buf == NULL && cap > 0))
+    return MAILD_ERR_INVAL;
+  if (cap == 0)
+    return 0;
+  if (cap > (size_t)PTRDIFF_MAX)
+    cap = (size_t)PTRDIFF_MAX;
+  st = mb->st;
+  n = st->backend.box_read(st, mb->box, i, offset, buf, cap, st->backend_data);
+  if (n >= 0)
+    return (size_t)n <= cap ? n : MAILD_ERR_IO;
+  switch (n) {
+  case MAILD_ERR_NOT_FOUND:
+  case MAILD_ERR_IO:
+  case MAILD_ERR_NOMEM:
+  case MAILD_ERR_TIMEOUT:
+    return n;
+  default:
+    return MAILD_ERR_IO;
+  }
+}
+
+static int store_cmp_size(const void *a, const void *b) {
+  size_t x = *(const size_t *)a, y = *(const size_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+int maild_mailbox_delete(maild_mailbox *mb, const size_t *indexes, size_t n) {
+  maild_store *st;
+  size_t *sorted, i, m = 0;
+  int rc;
+
+  if (mb == NULL || (indexes == NULL && n > 0))
+    return MAILD_ERR_INVAL;
+  for (i = 0; i < n; i++) {
+    if (indexes[i] >= mb->count)
+      return MAILD_ERR_INVAL;
+  }
+  if (n == 0)
+    return 0;
+  st = mb->st;
+  sorted = maild__malloc(&st->mem, n * sizeof(*sorted));
+  if (sorted == NULL)
+    return MAILD_ERR_NOMEM;
+  memcpy(sorted, indexes, n * sizeof(*sorted));
+  qsort(sorted, n, sizeof(*sorted), store_cmp_size);
+  for (i = 0; i < n; i++) {
+    if (m == 0 || sorted[m - 1] != sorted[i])
+      sorted[m++] = sorted[i];
+  }
+  rc = st->backend.box_expunge(st, mb->box, sorted, m, st->backend_data);
+  maild__free(&st->mem, sorted);
+  return rc == 0 || rc == MAILD_ERR_TIMEOUT ? rc : MAILD_ERR_IO;
+}
+
+void maild_mailbox_close(maild_mailbox *mb) {
+  maild_store *st;
+
+  if (mb == NULL)
+    return;
+  st = mb->st;
+  st->backend.box_close(st, mb->box, st->backend_data);
+  maild__free(&st->mem, mb);
 }

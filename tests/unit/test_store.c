@@ -97,12 +97,14 @@ static int fake_withdraw(maild_store *st, const char *domain, const char *local,
   return strcmp(id, "gone") == 0 ? MAILD_ERR_NOT_FOUND : 77;
 }
 
-static const maild_store_backend fake_backend = {sizeof(maild_store_backend),
-                                                 "fake",
-                                                 fake_deliver,
-                                                 fake_destroy,
-                                                 fake_sync,
-                                                 fake_withdraw};
+static const maild_store_backend fake_backend = {
+    .struct_size = sizeof(maild_store_backend),
+    .name = "fake",
+    .deliver = fake_deliver,
+    .destroy = fake_destroy,
+    .sync = fake_sync,
+    .withdraw = fake_withdraw,
+};
 
 /* A message in an unlinked temporary file, read from offset 0. */
 static int message_fd(const char *text) {
@@ -342,6 +344,159 @@ static void test_sync_reaches_backend(void **state) {
   maild_store_del(st);
 }
 
+/* ---- The read side through the wrapper -------------------------------- */
+
+typedef struct fake_box {
+  fake_db *db;
+  int closed;
+  int bad_uidl;
+  int read_rc;
+  int expunge_rc;
+  size_t got[FAKE_MAX];
+  size_t ngot;
+} fake_box;
+
+static fake_box the_box;
+
+static int fake_box_open(maild_store *st, const char *domain, const char *local,
+                         void **box, void *backend_data) {
+  (void)st;
+  assert_string_equal(domain, "a.b"); /* lower-cased by the library */
+  if (strcmp(local, "busy") == 0)
+    return MAILD_ERR_EXISTS;
+  if (strcmp(local, "weird") == 0)
+    return 55;
+  if (strcmp(local, "bob") != 0)
+    return MAILD_ERR_NOT_FOUND;
+  the_box.db = backend_data;
+  *box = &the_box;
+  return 0;
+}
+
+static void fake_box_close(maild_store *st, void *box, void *backend_data) {
+  (void)st, (void)backend_data;
+  ((fake_box *)box)->closed++;
+}
+
+static size_t fake_box_count(maild_store *st, void *box, void *backend_data) {
+  (void)st, (void)backend_data;
+  return ((fake_box *)box)->db->count;
+}
+
+static int fake_box_info(maild_store *st, void *box, size_t i, uint64_t *size,
+                         const char **uidl, void *backend_data) {
+  fake_box *b = box;
+  (void)st, (void)backend_data;
+  *size = b->db->mail[i].len;
+  *uidl = b->bad_uidl ? "has space" : b->db->mail[i].local;
+  return 0;
+}
+
+static maild_ssize fake_box_read(maild_store *st, void *box, size_t i,
+                                 uint64_t offset, uint8_t *buf, size_t cap,
+                                 void *backend_data) {
+  fake_box *b = box;
+  const fake_mail *m = &b->db->mail[i];
+  size_t n;
+  (void)st, (void)backend_data;
+  if (b->read_rc != 0)
+    return b->read_rc;
+  if (offset >= m->len)
+    return 0;
+  n = m->len - (size_t)offset < cap ? m->len - (size_t)offset : cap;
+  memcpy(buf, m->body + offset, n);
+  return (maild_ssize)n;
+}
+
+static int fake_box_expunge(maild_store *st, void *box, const size_t *indexes,
+                            size_t n, void *backend_data) {
+  fake_box *b = box;
+  (void)st, (void)backend_data;
+  memcpy(b->got, indexes, n * sizeof(*indexes));
+  b->ngot = n;
+  return b->expunge_rc;
+}
+
+static void test_read_side_wrapper(void **state) {
+  maild_store_backend be = fake_backend;
+  maild_store_message msg = {0};
+  maild_mailbox *mb = NULL;
+  maild_store *st;
+  fake_db db;
+  testmem tm;
+  uint64_t size;
+  const char *uidl;
+  uint8_t buf[8];
+  size_t idx[4] = {1, 0, 1, 0};
+  (void)state;
+
+  memset(&db, 0, sizeof(db));
+  memset(&the_box, 0, sizeof(the_box));
+  testmem_init(&tm, 0);
+  /* Without the read side: UNSUPPORTED. */
+  assert_int_equal(maild_store_new(&st, &be, &db, NULL, &tm.mem), 0);
+  assert_int_equal(maild_store_open(st, "a.b", 3, "bob", 3, &mb),
+                   MAILD_ERR_UNSUPPORTED);
+  assert_null(mb);
+  maild_store_del(st);
+  db.destroyed = 0;
+
+  be.box_open = fake_box_open;
+  be.box_close = fake_box_close;
+  be.box_count = fake_box_count;
+  be.box_info = fake_box_info;
+  be.box_read = fake_box_read;
+  be.box_expunge = fake_box_expunge;
+  assert_int_equal(maild_store_new(&st, &be, &db, NULL, &tm.mem), 0);
+  msg.fd = message_fd("hello");
+  msg.size = 5;
+  assert_int_equal(maild_store_deliver(st, &msg, "a.b", 3, "bob", 3, NULL), 0);
+  assert_int_equal(maild_store_deliver(st, &msg, "a.b", 3, "alice", 5, NULL),
+                   0);
+  close(msg.fd);
+
+  assert_int_equal(maild_store_open(st, "A.B", 3, "busy", 4, &mb),
+                   MAILD_ERR_EXISTS);
+  assert_int_equal(maild_store_open(st, "a.b", 3, "weird", 5, &mb),
+                   MAILD_ERR_IO);
+  assert_int_equal(maild_store_open(st, "a.b", 3, "nobody", 6, &mb),
+                   MAILD_ERR_NOT_FOUND);
+  assert_int_equal(maild_store_open(st, "a.b", 3, "b\rb", 3, &mb),
+                   MAILD_ERR_INVAL);
+  assert_null(mb);
+  assert_int_equal(tm.live, 1); /* the store only */
+
+  assert_int_equal(maild_store_open(st, "A.B", 3, "bob", 3, &mb), 0);
+  assert_int_equal(maild_mailbox_count(mb), 2);
+  assert_int_equal(maild_mailbox_info(mb, 1, &size, &uidl), 0);
+  assert_int_equal(size, 5);
+  assert_string_equal(uidl, "alice");
+  assert_int_equal(maild_mailbox_info(mb, 2, &size, &uidl), MAILD_ERR_INVAL);
+  the_box.bad_uidl = 1; /* not a valid UIDL: refused */
+  assert_int_equal(maild_mailbox_info(mb, 0, &size, &uidl), MAILD_ERR_IO);
+  the_box.bad_uidl = 0;
+  assert_int_equal(maild_mailbox_read(mb, 0, 1, buf, 3), 3);
+  assert_memory_equal(buf, "ell", 3);
+  assert_int_equal(maild_mailbox_read(mb, 0, 5, buf, 3), 0);
+  the_box.read_rc = MAILD_ERR_NOT_FOUND;
+  assert_int_equal(maild_mailbox_read(mb, 0, 0, buf, 3), MAILD_ERR_NOT_FOUND);
+  the_box.read_rc = 77; /* outside the set */
+  assert_int_equal(maild_mailbox_read(mb, 0, 0, buf, 3), MAILD_ERR_IO);
+  /* Deletion: sorted, duplicates dropped; codes normalised. */
+  assert_int_equal(maild_mailbox_delete(mb, idx, 4), 0);
+  assert_int_equal(the_box.ngot, 2);
+  assert_int_equal(the_box.got[0], 0);
+  assert_int_equal(the_box.got[1], 1);
+  the_box.expunge_rc = 99;
+  assert_int_equal(maild_mailbox_delete(mb, idx, 1), MAILD_ERR_IO);
+  idx[0] = 2;
+  assert_int_equal(maild_mailbox_delete(mb, idx, 1), MAILD_ERR_INVAL);
+  maild_mailbox_close(mb);
+  assert_int_equal(the_box.closed, 1);
+  maild_store_del(st);
+  assert_int_equal(tm.live, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_fake_backend_delivers),
@@ -350,6 +505,7 @@ int main(void) {
       cmocka_unit_test(test_backend_codes_normalised),
       cmocka_unit_test(test_struct_size),
       cmocka_unit_test(test_new_nomem),
+      cmocka_unit_test(test_read_side_wrapper),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
