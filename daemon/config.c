@@ -158,6 +158,7 @@ static const struct {
   uint16_t port;
 } default_listeners[] = {
     {MAILD_CONFIG_SMTP, "127.0.0.1", 2525},
+    {MAILD_CONFIG_POP3, "127.0.0.1", 1110},
 };
 
 struct parser {

@@ -285,6 +285,8 @@ static int make_server(daemon_state *d) {
                         : l->service == MAILD_CONFIG_SUBMISSION
                             ? MAILD_SERVICE_SUBMISSION
                         : l->service == MAILD_CONFIG_SMTPS ? MAILD_SERVICE_SMTPS
+                        : l->service == MAILD_CONFIG_POP3  ? MAILD_SERVICE_POP3
+                        : l->service == MAILD_CONFIG_POP3S ? MAILD_SERVICE_POP3S
                                                            : 0;
     int port = 0;
     if (svc == 0)

@@ -238,6 +238,11 @@ static void on_refused_eof(maild_conn *c, int err, void *ud) {
   maild__conn_close(c);
 }
 
+/* Ports where the client speaks TLS first (RFC 8314). */
+static int implicit_tls(maild_service service) {
+  return service == MAILD_SERVICE_SMTPS || service == MAILD_SERVICE_POP3S;
+}
+
 /* A refused connection: one 421 line, then close. On an implicit-TLS
    port the client expects a handshake, and plaintext would only confuse
    it, while answering over TLS would cost a handshake the server has no
@@ -250,11 +255,18 @@ static void refuse(maild_server *srv, maild_conn *c, maild_service service,
 
   maild__log(srv, MAILD_LOG_WARNING, "connect from [%s] refused: %s",
              maild__conn_peer(c), why);
-  if (service == MAILD_SERVICE_SMTPS ||
+  if (implicit_tls(service) ||
       maild__conn_write(c, (const uint8_t *)line, (size_t)n) != 0)
     maild__conn_close(c);
   else
     maild__conn_close_after_flush(c);
+}
+
+static int start_session(maild_server *srv, maild_conn *c, const char *peer,
+                         maild_service service) {
+  if (service == MAILD_SERVICE_POP3 || service == MAILD_SERVICE_POP3S)
+    return maild__pop3_session_start(srv, c, peer, service);
+  return maild__smtp_session_start(srv, c, peer, service);
 }
 
 static void on_connection(maild_listener *l, void *ud) {
@@ -282,11 +294,11 @@ static void on_connection(maild_listener *l, void *ud) {
     refuse(srv, c, slot->service, "too many connections");
   else if (ipc != NULL && ipc->n >= srv->max_conn_ip)
     refuse(srv, c, slot->service, "too many connections from your address");
-  else if (slot->service == MAILD_SERVICE_SMTPS && srv->tls == NULL)
+  else if (implicit_tls(slot->service) && srv->tls == NULL)
     maild__conn_close(c); /* no certificate: no TLS to speak */
   else if (ip_take(srv, peer) != 0)
     refuse(srv, c, slot->service, "insufficient resources");
-  else if (maild__smtp_session_start(srv, c, peer, slot->service) != 0) {
+  else if (start_session(srv, c, peer, slot->service) != 0) {
     ip_release(srv, peer);
     refuse(srv, c, slot->service, "insufficient resources");
   } else
@@ -300,8 +312,7 @@ int maild_server_listen(maild_server *srv, maild_service service,
 
   if (srv == NULL || addr == NULL || srv->closing)
     return MAILD_ERR_INVAL;
-  if (service != MAILD_SERVICE_SMTP && service != MAILD_SERVICE_SUBMISSION &&
-      service != MAILD_SERVICE_SMTPS)
+  if (service < MAILD_SERVICE_SMTP || service > MAILD_SERVICE_POP3S)
     return MAILD_ERR_INVAL;
   if (srv->nlisteners == MAX_LISTENERS)
     return MAILD_ERR_LIMIT;
@@ -376,11 +387,18 @@ void maild__server_maybe_closed(maild_server *srv) {
 /* Ends every session; `force` also ends those in a transaction. */
 static void shutdown_sessions(maild_server *srv, int force) {
   smtp_session *s = srv->sessions, *next;
+  pop3_session *p = srv->pop3_sessions, *pnext;
 
   while (s != NULL) {
     next = maild__smtp_session_next(s);
     maild__smtp_session_shutdown(s, force);
     s = next;
+  }
+  /* A POP3 session changes nothing until QUIT: it can always end now. */
+  while (p != NULL) {
+    pnext = maild__pop3_session_next(p);
+    maild__pop3_session_shutdown(p);
+    p = pnext;
   }
 }
 

@@ -20,6 +20,7 @@
 #define MAX_LISTENERS 16
 
 typedef struct smtp_session smtp_session;
+typedef struct pop3_session pop3_session;
 typedef struct delivery delivery;
 
 typedef struct listener_slot {
@@ -59,7 +60,8 @@ struct maild_server {
   size_t nlisteners;
   int started;
 
-  smtp_session *sessions; /* doubly linked */
+  smtp_session *sessions;      /* doubly linked */
+  pop3_session *pop3_sessions; /* doubly linked */
   size_t nsessions;
   ip_count *ips;
   size_t jobs; /* worker-pool jobs in flight */
@@ -115,6 +117,12 @@ smtp_session *maild__smtp_session_next(smtp_session *s);
    targets to `d` and leaves reply->code 0. Returns 0 or MAILD_ERR_NOMEM. */
 int maild__rcpt_resolve(maild_server *srv, const maild_path *to, delivery *d,
                         maild_reply *reply);
+
+/* pop3_session.c */
+int maild__pop3_session_start(maild_server *srv, maild_conn *conn,
+                              const char *peer, maild_service service);
+void maild__pop3_session_shutdown(pop3_session *s);
+pop3_session *maild__pop3_session_next(pop3_session *s);
 
 /* delivery.c */
 typedef struct delivery_rcpt {

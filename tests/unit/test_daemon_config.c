@@ -47,7 +47,7 @@ static void expect_error(const char *text, const char *message) {
              message);
   /* The configuration is unchanged: still the defaults. */
   assert_string_equal(cfg.domains[0], "localhost");
-  assert_int_equal(cfg.nlisteners, 1);
+  assert_int_equal(cfg.nlisteners, 2); /* smtp and pop3 */
   maild_config_free(&cfg);
 }
 
@@ -73,12 +73,14 @@ static void test_defaults(void **state) {
   assert_string_equal(cfg.data_dir, "./maild-data");
   assert_string_equal(cfg.users_path, "./maild-data/users");
   assert_null(cfg.run_user);
-  assert_int_equal(cfg.nlisteners, 1);
+  assert_int_equal(cfg.nlisteners, 2);
   assert_int_equal(cfg.listeners[0].service, MAILD_CONFIG_SMTP);
   assert_string_equal(cfg.listeners[0].address, "127.0.0.1");
   assert_int_equal(cfg.listeners[0].family, AF_INET);
   assert_int_equal(cfg.listeners[0].port, 2525);
   assert_int_equal(cfg.listeners[0].line, 0);
+  assert_int_equal(cfg.listeners[1].service, MAILD_CONFIG_POP3);
+  assert_int_equal(cfg.listeners[1].port, 1110);
   assert_int_equal(cfg.naliases, 0);
   assert_int_equal(cfg.max_message_size, 25 * 1024 * 1024);
   assert_int_equal(cfg.quota, 0);
@@ -103,7 +105,7 @@ static void test_empty_file_gives_defaults(void **state) {
   assert_string_equal(cfg.domains[0], "localhost");
   assert_string_equal(cfg.data_dir, "./maild-data");
   assert_string_equal(cfg.users_path, "./maild-data/users");
-  assert_int_equal(cfg.nlisteners, 1);
+  assert_int_equal(cfg.nlisteners, 2);
   maild_config_free(&cfg);
 
   expect_ok(&cfg, "\n  \n\t\n# only comments\n   # indented\n");

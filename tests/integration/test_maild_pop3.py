@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""POP3 on maild with real clients: Python poplib (USER/PASS after STLS,
+AUTH PLAIN over POP3S) and curl pop3:// and pop3s://, verifying the
+certificate. A message sent by one user through submission to another is
+fetched and deleted by that user with the bytes compared end to end.
+TESTPLAN P1 (deletions only at QUIT), P2 ([IN-USE]), P3 (LIST sizes equal
+what RETR sends; dot-stuffing), P4 (UIDLs stable across a restart), P5
+(commands after STLS in the same packet are not executed), T4 (no login
+before TLS)."""
+import base64
+import os
+import poplib
+import smtplib
+import ssl
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+from maildtest import Maild, RawSMTP, Results, have  # noqa: E402
+
+r = Results()
+ALICE, BOB, PW = "alice@example.test", "bob@example.test", "pop pass"
+LISTEN = ("smtp", "submission", "pop3", "pop3s")
+
+
+def pop(m, ctx):
+    p = poplib.POP3("127.0.0.1", m.ports["pop3"][0], timeout=30)
+    p.stls(context=ctx)
+    return p
+
+
+with Maild(users={ALICE: PW, BOB: PW}, listen=LISTEN) as m:
+    ca = os.path.join(m.data, "tls", "cert.pem")
+    ctx = ssl.create_default_context(cafile=ca)
+
+    # Alice sends to Bob through submission, after STARTTLS and AUTH.
+    body = (b"Subject: for bob\r\n\r\nhello bob\r\n.starts with a dot\r\n"
+            b"..two dots\r\n\r\nlast line\r\n")
+    with smtplib.SMTP("127.0.0.1", m.ports["submission"][0],
+                      timeout=30) as s:
+        s.starttls(context=ctx)
+        s.login(ALICE, PW)
+        s.sendmail(ALICE, [BOB], body)
+        s.sendmail(ALICE, [BOB], b"Subject: second\r\n\r\nsecond\r\n")
+    r.check("two messages delivered", len(m.mailbox(BOB, wait=10, count=2))
+            == 2)
+
+    # T4: nothing in the clear.
+    p = poplib.POP3("127.0.0.1", m.ports["pop3"][0], timeout=30)
+    caps = p.capa()
+    r.check("T4: USER not offered before STLS, STLS offered",
+            "USER" not in caps and "STLS" in caps, caps)
+    try:
+        p.user(BOB)
+        r.check("T4: USER before TLS refused", False)
+    except poplib.error_proto as e:
+        r.check("T4: USER before TLS refused", b"-ERR" in e.args[0], e)
+    p.quit()
+
+    # USER/PASS after STLS; sizes, RETR bytes, UIDL.
+    p = pop(m, ctx)
+    p.user(BOB)
+    r.check("login after STLS", p.pass_(PW).startswith(b"+OK"))
+    count, total = p.stat()
+    listing = [tuple(map(int, x.split())) for x in p.list()[1]]
+    uidls = [x.split()[1] for x in p.uidl()[1]]
+    resp, lines, octets = p.retr(1)
+    got = b"\r\n".join(lines) + b"\r\n"
+    cur = os.path.join(m.mailbox_dir(BOB), "cur")
+    names = sorted(os.listdir(cur))  # the login moved new/ to cur/
+    stored = open(os.path.join(cur, names[0]), "rb").read() if names else b""
+    r.check("STAT counts both", count == 2, (count, total))
+    r.check("P3: LIST size equals the octets RETR sent",
+            listing[0][1] == octets == len(stored), (listing, octets,
+                                                     len(stored)))
+    r.check("end to end: the bytes Bob fetched are the stored message, "
+            "whose body is what Alice sent",
+            got == stored and stored.endswith(body), got[-120:])
+    resp, top, _ = p.top(1, 1)
+    r.check("TOP 1 1: headers, blank line, one body line",
+            top[-2:] == [b"", b"hello bob"], top[-3:])
+    r.check("UIDLs unique and RFC 1939 shaped",
+            len(set(uidls)) == 2 and all(0 < len(u) <= 70 for u in uidls),
+            uidls)
+
+    # P2: a second session on the same mailbox.
+    q = pop(m, ctx)
+    q.user(BOB)
+    try:
+        q.pass_(PW)
+        r.check("P2: second session gets [IN-USE]", False)
+    except poplib.error_proto as e:
+        r.check("P2: second session gets [IN-USE]", b"[IN-USE]" in e.args[0],
+                e)
+    q.close()
+
+    # P1: DELE then disconnect keeps everything.
+    p.dele(1)
+    p.sock.close()
+    p = pop(m, ctx)
+    p.user(BOB)
+    p.pass_(PW)
+    r.check("P1: DELE then disconnect: nothing removed", p.stat()[0] == 2)
+    p.dele(1)
+    p.quit()
+    r.check("P1: DELE then QUIT removes it", len(m.mailbox(BOB)) +
+            len(os.listdir(os.path.join(m.mailbox_dir(BOB), "cur"))) == 1)
+
+    # AUTH PLAIN over POP3S, and P4 across a restart.
+    m.stop()
+    m.start()
+    ctx2 = ssl.create_default_context(cafile=ca)
+    p = poplib.POP3_SSL("127.0.0.1", m.ports["pop3s"][0], context=ctx2,
+                        timeout=30)
+    resp = p._shortcmd("AUTH PLAIN " + base64.b64encode(
+        ("\0%s\0%s" % (BOB, PW)).encode()).decode())
+    r.check("AUTH PLAIN over POP3S", resp.startswith(b"+OK"), resp)
+    after = [x.split()[1] for x in p.uidl()[1]]
+    r.check("P4: the remaining UIDL is unchanged after a restart",
+            after == uidls[1:], (after, uidls))
+    p.quit()
+
+    # P5: USER/PASS pipelined behind STLS are never executed.
+    c = RawSMTP(m.ports["pop3"][0])
+    c.s.recv(200)  # the greeting
+    c.send(b"STLS\r\nUSER " + BOB.encode() + b"\r\nPASS " + PW.encode() +
+           b"\r\nDELE 1\r\nQUIT\r\n")
+    code_line = c.s.recv(100)
+    r.check("P5: only the STLS answer comes back in the clear",
+            code_line.startswith(b"+OK") and code_line.count(b"\r\n") == 1,
+            code_line)
+    c.close()
+    p = pop(m, ctx2)
+    p.user(BOB)
+    p.pass_(PW)
+    r.check("P5: nothing was deleted", p.stat()[0] == 1)
+    p.quit()
+
+    # curl, verifying the certificate.
+    if have("curl"):
+        for url in ("pop3://127.0.0.1:%d/1" % m.ports["pop3"][0],
+                    "pop3s://127.0.0.1:%d/1" % m.ports["pop3s"][0]):
+            out = subprocess.run(
+                ["curl", "-s", "--ssl-reqd", "--cacert", ca, "--user",
+                 "%s:%s" % (BOB, PW), url], capture_output=True, timeout=60)
+            r.check("curl " + url.split(":")[0] + " fetches the message",
+                    out.returncode == 0 and b"second" in out.stdout,
+                    (out.returncode, out.stderr[-200:]))
+    else:
+        print("SKIP curl: not installed")
+        r.check("curl (skipped)", True)
+    r.check("no login failures were logged",
+            "pop3 auth failed" not in m.log())
+sys.exit(r.finish())
