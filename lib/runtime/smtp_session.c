@@ -15,6 +15,7 @@
 
 #include "core/mem.h"
 #include "maild/error.h"
+#include "maild/directory.h"
 #include "maild/sasl.h"
 #include "maild/users.h"
 
@@ -46,6 +47,7 @@ struct smtp_session {
   unsigned auth_failures;
   int auth_malformed; /* the refusal is 501 (undecodable), not 535 */
   char challenge[MAILD_SASL_CHALLENGE_SIZE];
+  char auth_user[MAILD_USERS_ADDRESS_SIZE]; /* after AUTH: canonical */
   maild_service service;
   char tls_info[128]; /* for the Received header */
   char peer[64];
@@ -104,6 +106,47 @@ static char *dup_str(maild_server *srv, const char *p, size_t n) {
   return maild__strndup(&srv->mem, p, n);
 }
 
+/* Whether the logged-in user may send as `from`: the null sender, the
+   user's own address, or an alias that delivers to the user. */
+static int sender_owned(smtp_session *s, const maild_path *from) {
+  maild_directory_result res;
+  char canon[MAILD_USERS_ADDRESS_SIZE];
+  size_t i;
+
+  if (from->flags & MAILD_PATH_NULL)
+    return 1;
+  if (maild_users_canonical_path(from, canon, sizeof(canon)) >= 0 &&
+      strcmp(canon, s->auth_user) == 0)
+    return 1;
+  if (s->srv->directory == NULL ||
+      maild_directory_lookup(s->srv->directory, from, &res) != 0 ||
+      res.kind != MAILD_RCPT_LOCAL)
+    return 0;
+  for (i = 0; i < res.nmailboxes; i++) {
+    if (strcmp(res.mailboxes[i], s->auth_user) == 0)
+      return 1;
+  }
+  return 0;
+}
+
+/* Submission (RFC 6409; on 587 and on 465, RFC 8314): logged-in users
+   only, and a logged-in user sends as themselves. */
+static int submission_refusal(smtp_session *s, maild_smtp_server *eng,
+                              const maild_path *from, maild_reply *reply) {
+  if (!maild_smtp_server_is_authenticated(eng)) {
+    if (s->service != MAILD_SERVICE_SUBMISSION &&
+        s->service != MAILD_SERVICE_SMTPS)
+      return 0;
+    *reply = (maild_reply){530, "5.7.0", "Error: authentication required"};
+    return 1;
+  }
+  if (sender_owned(s, from))
+    return 0;
+  *reply = (maild_reply){553, "5.7.1",
+                         "Error: sender address not owned by the user"};
+  return 1;
+}
+
 static int on_mail(maild_smtp_server *eng, const maild_smtp_mail *m,
                    maild_reply *reply, void *ud) {
   smtp_session *s = ud;
@@ -116,6 +159,8 @@ static int on_mail(maild_smtp_server *eng, const maild_smtp_mail *m,
   delivery *d;
 
   drop_delivery(s);
+  if (submission_refusal(s, eng, m->from, reply))
+    return 0;
   d = maild__delivery_new(srv);
   if (d == NULL || n < 0)
     goto nomem;
@@ -344,6 +389,7 @@ static void auth_checked(void *ud, int ok, const char *user) {
   }
   maild__log(s->srv, MAILD_LOG_INFO, "auth: client=[%s] user=<%s> mechanism=%s",
              s->peer, user, maild_sasl_server_mechanism(s->sasl));
+  snprintf(s->auth_user, sizeof(s->auth_user), "%s", user);
   maild_sasl_server_del(s->sasl);
   s->sasl = NULL;
   maild_smtp_server_reply(s->eng, &r);

@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Submission policy: on submission (587) and smtps (465) a client must
+log in before MAIL (530 5.7.0, RFC 4954 6), and a logged-in user may send
+only as their own address, an alias that reaches them, or the null
+sender (553 5.7.1). On port 25 strangers may deliver to local users only:
+the relay tricks of TESTPLAN S11 (%, !, source routes, quoted @, address
+literals) are refused and never routed."""
+import os
+import smtplib
+import ssl
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+from maildtest import Maild, Results  # noqa: E402
+
+r = Results()
+ALICE, BOB, PW = "alice@example.test", "bob@example.test", "sub pass"
+
+with Maild(users={ALICE: PW, BOB: PW},
+           listen=("smtp", "submission", "smtps"),
+           extra="alias info@example.test alice@example.test "
+                 "bob@example.test") as m:
+    ctx = ssl.create_default_context(
+        cafile=os.path.join(m.data, "tls", "cert.pem"))
+
+    s = smtplib.SMTP("127.0.0.1", m.ports["submission"][0], timeout=30)
+    s.starttls(context=ctx)
+    s.ehlo("client.example")
+    code, text = s.mail(ALICE)
+    r.check("submission: MAIL before AUTH gets 530 5.7.0",
+            code == 530 and text.startswith(b"5.7.0"), (code, text))
+    s.login(ALICE, PW)
+    code, text = s.mail(BOB)
+    r.check("submission: another user's address refused 553 5.7.1",
+            code == 553 and text.startswith(b"5.7.1"), (code, text))
+    s.rset()
+    for sender in (ALICE, "Alice@Example.TEST", "info@example.test", ""):
+        code, text = s.mail(sender)
+        r.check("submission: may send as <%s>" % sender, code == 250,
+                (code, text))
+        s.rset()
+    s.sendmail(ALICE, [BOB], b"Subject: sub\r\n\r\nfrom alice\r\n")
+    s.quit()
+    r.check("submission: delivered to a local user",
+            len(m.mailbox(BOB, wait=10)) == 1)
+
+    s = smtplib.SMTP_SSL("127.0.0.1", m.ports["smtps"][0], context=ctx,
+                         timeout=30)
+    s.ehlo("client.example")
+    code, _ = s.mail(ALICE)
+    r.check("smtps: MAIL before AUTH gets 530", code == 530, code)
+    s.login(BOB, PW)
+    code, _ = s.mail(BOB)
+    r.check("smtps: own address accepted after AUTH", code == 250, code)
+    s.quit()
+
+    # Port 25: no login needed to reach local users; no relaying at all.
+    s = smtplib.SMTP("127.0.0.1", m.ports["smtp"][0], timeout=30)
+    s.ehlo("mx.remote.example")
+    code, _ = s.mail("someone@remote.example")
+    r.check("port 25: a stranger may start a transaction", code == 250, code)
+    code, _ = s.rcpt(ALICE)
+    r.check("port 25: a stranger may deliver to a local user", code == 250,
+            code)
+    tricks = ["victim%elsewhere.example@example.test",
+              "elsewhere.example!victim@example.test",
+              "@example.test:victim@elsewhere.example",
+              '"victim@elsewhere.example"@example.test',
+              "victim@[192.0.2.1]",
+              "victim@elsewhere.example"]
+    for rcpt in tricks:
+        code, text = s.docmd("RCPT TO:<%s>" % rcpt)
+        r.check("S11: <%s> refused" % rcpt, code in (550, 554, 501, 553),
+                (code, text))
+    s.quit()
+    queued = [f for f in m.spool_files() if f.endswith(".env")]
+    r.check("S11: nothing queued for relaying", queued == [], queued)
+    r.check("nothing reached alice from the port-25 session",
+            len(m.mailbox(ALICE)) == 0)
+sys.exit(r.finish())
