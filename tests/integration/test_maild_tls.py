@@ -25,6 +25,7 @@ client load serves only valid pairs, and a broken or mismatched pair is
 refused at reload without losing the running one; SIGTERM tells an open
 TLS session 421 over TLS and exits 0.
 """
+import base64
 import hashlib
 import os
 import re
@@ -44,6 +45,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from maildtest import Maild, Results, have  # noqa: E402
 
 RCPT = "alice@example.test"
+PASSWORD = "pw"
 SENDER = "sender@remote.example"
 HOST = "mx.example.test"
 r = Results()
@@ -87,7 +89,9 @@ def check_received(name, msg, cipher=None):
     if not r.check(name + ": delivered", msg is not None):
         return
     head = msg.split(b"\r\n\r\n", 1)[0]
-    r.check(name + ": Received says with ESMTPS", b" with ESMTPS " in head,
+    # ESMTPSA when the client also logged in (RFC 3848).
+    r.check(name + ": Received says with ESMTPS",
+            b" with ESMTPS " in head or b" with ESMTPSA " in head,
             head[:400])
     want = b"(using TLSv1.2 with cipher "
     if cipher:
@@ -246,7 +250,9 @@ def smtplib_clients(m, ca, tag):
         code, msg = s.docmd("STARTTLS")
         r.check(tag + " SMTP_SSL: STARTTLS on smtps gets 554 5.5.1",
                 code == 554 and msg.startswith(b"5.5.1"), (code, msg))
-        refused = s.sendmail(SENDER, [RCPT],
+        # smtps is submission (RFC 8314): log in, send as yourself.
+        s.login(RCPT, PASSWORD)
+        refused = s.sendmail(RCPT, [RCPT],
                              b"Subject: " + marker + b"\r\n\r\nbody\r\n")
         r.check(tag + " SMTP_SSL: sendmail accepted", refused == {}, refused)
     check_received(tag + " SMTP_SSL", delivered(m, marker), cipher)
@@ -325,6 +331,9 @@ def curl_clients(m, ca, tag, tmp):
                "--upload-file", path, "%s://127.0.0.1:%d" % (scheme, port)]
         if scheme == "smtp":
             cmd.insert(1, "--ssl-reqd")
+        else:  # smtps is submission: log in, send as yourself
+            cmd[cmd.index("--mail-from") + 1] = RCPT
+            cmd[1:1] = ["--user", "%s:%s" % (RCPT, PASSWORD)]
         rc, out, err = run(cmd, timeout=40)
         r.check("%s curl %s://: exit 0" % (tag, scheme), rc == 0,
                 (rc, err[-500:]))
@@ -361,11 +370,15 @@ def swaks_clients(m, ca, tag, tmp):
     for opt, port in (("--tls", m.ports["smtp"][0]),
                       ("--tls-on-connect", m.ports["smtps"][0])):
         marker = "swaks%s-%s" % (opt, tag)
+        login = [] if opt == "--tls" else [
+            "--auth", "PLAIN", "--auth-user", RCPT, "--auth-password",
+            PASSWORD]  # smtps is submission: log in, send as yourself
         rc, out, err = run(["swaks", opt, "--tls-verify", "--tls-ca-path", ca,
                             "--server", "127.0.0.1", "--port", str(port),
-                            "--from", SENDER, "--to", RCPT, "--helo",
+                            "--from", SENDER if opt == "--tls" else RCPT,
+                            "--to", RCPT, "--helo",
                             "swaks.example", "--header", "Subject: " + marker,
-                            "--timeout", "20"], timeout=60)
+                            "--timeout", "20"] + login, timeout=60)
         text = out + err
         r.check("%s swaks %s: exit 0" % (tag, opt), rc == 0,
                 (rc, text[-800:]))
@@ -393,8 +406,13 @@ def s_client_session(tag, kind, cmd, m, implicit):
     steps = []
     if implicit:
         steps.append((None, b"220 "))
-    steps += [(b"EHLO s-client.example\r\n", b"250 "),
-              (b"MAIL FROM:<" + SENDER.encode() + b">\r\n", b"250 2.1.0"),
+    steps.append((b"EHLO s-client.example\r\n", b"250 "))
+    sender = SENDER
+    if implicit:  # smtps is submission: log in, send as yourself
+        token = base64.b64encode(("\0%s\0%s" % (RCPT, PASSWORD)).encode())
+        steps.append((b"AUTH PLAIN " + token + b"\r\n", b"235 "))
+        sender = RCPT
+    steps += [(b"MAIL FROM:<" + sender.encode() + b">\r\n", b"250 2.1.0"),
               (b"RCPT TO:<" + RCPT.encode() + b">\r\n", b"250 2.1.5"),
               (b"DATA\r\n", b"354 "),
               (b"Subject: " + marker + b"\r\n\r\nvia s_client\r\n.\r\n",

@@ -31,6 +31,7 @@ record layer against garbage:
       connection is released, maild exits 0 and the sanitizers are quiet.
 (T4, no AUTH before TLS, belongs to the AUTH issue.)
 """
+import base64
 import os
 import re
 import resource
@@ -487,10 +488,15 @@ def t3_case(m, implicit, size, cut):
     sender = "t3-%s-%d-%s@remote.example" % (
         "smtps" if implicit else "starttls", size, cut.replace(" ", "-"))
     s, f = verified_session(m, implicit)
-    for cmd, want in ((b"EHLO t3.example\r\n", b"250"),
-                      (b"MAIL FROM:<" + sender.encode() + b">\r\n", b"250"),
+    steps = [(b"EHLO t3.example\r\n", b"250")]
+    if implicit:  # smtps is submission: log in, send as yourself
+        token = base64.b64encode(("\0%s\0pw" % RCPT).encode())
+        steps.append((b"AUTH PLAIN " + token + b"\r\n", b"235"))
+    for cmd, want in steps + [
+                      (b"MAIL FROM:<" + (RCPT if implicit else sender).encode()
+                       + b">\r\n", b"250"),
                       (b"RCPT TO:<" + RCPT.encode() + b">\r\n", b"250"),
-                      (b"DATA\r\n", b"354")):
+                      (b"DATA\r\n", b"354")]:
         s.sendall(cmd)
         rep = read_reply(f)
         if not rep.startswith(want):
