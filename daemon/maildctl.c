@@ -5,6 +5,7 @@
  *   maildctl [-f FILE] user passwd ADDRESS [--password-stdin]
  *   maildctl [-f FILE] user del ADDRESS
  *   maildctl [-f FILE] user list
+ *   maildctl [-f FILE] queue list
  *
  * It edits the users file named by the configuration (atomically: a new
  * file is written, synced and renamed into place), then asks a running
@@ -17,6 +18,10 @@
 
 #include "maild/error.h"
 #include "maild/users.h"
+#include "queue/spool.h"
+
+#include <dirent.h>
+#include <time.h>
 
 #include <errno.h>
 #include <signal.h>
@@ -34,7 +39,8 @@ static int usage(void) {
           "[--password-stdin|--no-password]\n"
           "       maildctl [-f FILE] user passwd ADDRESS [--password-stdin]\n"
           "       maildctl [-f FILE] user del ADDRESS\n"
-          "       maildctl [-f FILE] user list\n");
+          "       maildctl [-f FILE] user list\n"
+          "       maildctl [-f FILE] queue list\n");
   return 2;
 }
 
@@ -206,6 +212,53 @@ static int user_cmd(const maild_config *cfg, int argc, char **argv) {
   return 0;
 }
 
+/* Lists the messages waiting in the spool, mailq style: id, size,
+   arrival, sender, then each recipient still pending. Reads the spool's
+   committed envelopes only; changes nothing. */
+static int queue_list(const maild_config *cfg) {
+  char dir[4096], when[32];
+  maild_spool *sp;
+  maild_envelope *env;
+  struct dirent *e;
+  size_t i, n = 0;
+  DIR *d;
+  int rc;
+
+  snprintf(dir, sizeof(dir), "%s/spool", cfg->data_dir);
+  rc = maild__spool_open(&sp, dir, NULL, NULL);
+  if (rc != 0)
+    return fail(dir, rc);
+  snprintf(dir, sizeof(dir), "%s/spool/queue", cfg->data_dir);
+  d = opendir(dir);
+  while (d != NULL && (e = readdir(d)) != NULL) {
+    char id[MAILD_SPOOL_ID_LEN + 1];
+    size_t len = strlen(e->d_name);
+    time_t t;
+    if (len != MAILD_SPOOL_ID_LEN + 4 ||
+        strcmp(e->d_name + MAILD_SPOOL_ID_LEN, ".env") != 0)
+      continue;
+    memcpy(id, e->d_name, MAILD_SPOOL_ID_LEN);
+    id[MAILD_SPOOL_ID_LEN] = '\0';
+    if (maild__spool_load(sp, id, &env) != 0)
+      continue; /* removed meanwhile, or not ours to judge */
+    t = (time_t)(env->arrival_usec / 1000000);
+    strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", gmtime(&t));
+    printf("%s %8llu %s UTC <%s>\n", env->id, (unsigned long long)env->msg_size,
+           when, env->sender);
+    for (i = 0; i < env->nrcpt; i++) {
+      if (env->rcpt[i].state == MAILD_RCPT_PENDING)
+        printf("    <%s>\n", env->rcpt[i].addr);
+    }
+    maild__spool_envelope_free(sp, env);
+    n++;
+  }
+  if (d != NULL)
+    closedir(d);
+  maild__spool_close(sp);
+  printf("-- %zu message%s in the queue\n", n, n == 1 ? "" : "s");
+  return 0;
+}
+
 int main(int argc, char **argv) {
   const char *path = NULL;
   char err[1024];
@@ -218,14 +271,20 @@ int main(int argc, char **argv) {
     else
       return usage();
   }
-  if (optind >= argc || strcmp(argv[optind], "user") != 0)
+  if (optind >= argc ||
+      (strcmp(argv[optind], "user") != 0 && strcmp(argv[optind], "queue") != 0))
     return usage();
   if (maild_config_defaults(&cfg) != 0 ||
       (path != NULL && maild_config_load(&cfg, path, err, sizeof(err)) != 0)) {
     fprintf(stderr, "maildctl: %s\n", path ? err : "out of memory");
     return 1;
   }
-  rc = user_cmd(&cfg, argc - optind - 1, argv + optind + 1);
+  if (strcmp(argv[optind], "queue") == 0)
+    rc = argc - optind == 2 && strcmp(argv[optind + 1], "list") == 0
+             ? queue_list(&cfg)
+             : usage();
+  else
+    rc = user_cmd(&cfg, argc - optind - 1, argv + optind + 1);
   maild_config_free(&cfg);
   return rc;
 }

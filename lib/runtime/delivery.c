@@ -18,6 +18,7 @@
 
 #include "core/ascii.h"
 #include "core/mem.h"
+#include "maild/directory.h"
 #include "maild/error.h"
 #include "proto/received.h"
 
@@ -248,6 +249,8 @@ static size_t deliver_all(delivery *d, int nosync) {
       done++;
       continue;
     }
+    if (r->remote)
+      continue; /* waits for outbound delivery */
     r->status =
         maild_store_deliver(srv->store, &msg, r->domain, strlen(r->domain),
                             r->local, strlen(r->local), &res);
@@ -298,7 +301,25 @@ static void record_progress(delivery *d) {
   maild__spool_envelope_free(d->srv->spool, env);
 }
 
+static size_t remote_count(const delivery *d) {
+  size_t i, n = 0;
+
+  for (i = 0; i < d->nrcpts; i++)
+    n += (size_t)d->rcpts[i].remote;
+  return n;
+}
+
 static void finish_attempt(delivery *d, size_t done, int first) {
+  size_t remote = remote_count(d);
+
+  if (remote > 0) {
+    /* Relay mail stays in the spool for outbound delivery; the local
+       recipients are recorded as done, and retried if they failed. */
+    if (done > 0)
+      record_progress(d);
+    d->retry_later = done + remote < d->nrcpts;
+    return;
+  }
   if (done == d->nrcpts) {
     maild__spool_remove(d->srv->spool, d->id);
     d->retry_later = 0;
@@ -417,17 +438,19 @@ void maild__delivery_log(delivery *d) {
   delay = (double)(tv.tv_sec * 1000000 + tv.tv_usec - d->arrival_usec) / 1e6;
   for (i = 0; i < d->nrcpts; i++) {
     delivery_rcpt *r = &d->rcpts[i];
-    const char *status = r->status == 0
+    const char *status = r->remote ? "queued (waiting for outbound delivery)"
+                         : r->status == 0
                              ? "sent (delivered to mailbox)"
                              : (d->retry_later ? "deferred" : "refused");
     if (r->logged)
       continue; /* delivered in an earlier attempt */
     maild__log(srv, r->status == 0 ? MAILD_LOG_INFO : MAILD_LOG_WARNING,
-               "%s: to=<%s>%s%s%s, relay=local, delay=%.2f, status=%s%s%s",
-               d->id, r->addr, r->orig[0] ? ", orig_to=<" : "", r->orig,
-               r->orig[0] ? ">" : "", delay, status, r->status != 0 ? " " : "",
-               r->status != 0 ? maild_strerror(r->status) : "");
-    r->logged = r->done;
+               "%s: to=<%s>%s%s%s, relay=%s, delay=%.2f, status=%s%s%s", d->id,
+               r->addr, r->orig[0] ? ", orig_to=<" : "", r->orig,
+               r->orig[0] ? ">" : "", r->remote ? "none" : "local", delay,
+               status, r->status != 0 && !r->remote ? " " : "",
+               r->status != 0 && !r->remote ? maild_strerror(r->status) : "");
+    r->logged = r->done || r->remote;
   }
 }
 
@@ -610,11 +633,19 @@ static int on_found(maild_spool_scan_item *it, void *ud) {
 
 static void rescan_work(uv_work_t *req) {
   rescan *r = req->data;
-  delivery *d;
 
   r->err = maild__spool_scan(r->srv->spool, on_found, r);
-  for (d = r->found; d != NULL; d = d->next)
-    finish_attempt(d, deliver_all(d, 0), 0);
+}
+
+/* Which recipients of a message found at start are in other domains
+   (they wait for outbound delivery): decided on the loop thread, which
+   owns the directory. */
+static void mark_remote(maild_server *srv, delivery *d) {
+  size_t i;
+
+  for (i = 0; i < d->nrcpts && srv->directory != NULL; i++)
+    d->rcpts[i].remote = !maild_directory_is_local_domain(
+        srv->directory, d->rcpts[i].domain, strlen(d->rcpts[i].domain));
 }
 
 static void rescan_done(uv_work_t *req, int status) {
@@ -635,11 +666,13 @@ static void rescan_done(uv_work_t *req, int status) {
                maild_strerror(r->err));
   maild__log(srv, MAILD_LOG_INFO, "spool: %zu message(s) found, %zu set aside",
              r->valid, r->set_aside);
+  /* Each message found is delivered by a job of its own, as a retry. */
   for (d = r->found; d != NULL; d = next) {
     next = d->next;
     d->next = NULL;
-    maild__delivery_log(d);
-    maild__delivery_done(d);
+    mark_remote(srv, d);
+    if (queue_job(d, retry_work, retried, NULL) != 0)
+      maild__delivery_done(d);
   }
   maild__buf_free(&r->log, &srv->mem);
   maild__free(&srv->mem, r);

@@ -113,10 +113,11 @@ void maild__smtp_session_shutdown(smtp_session *s, int force);
 smtp_session *maild__smtp_session_next(smtp_session *s);
 
 /* recipients.c: what RCPT TO means here. Fills `reply` with a refusal
-   (550 5.1.1 unknown user, 554 5.7.1 relay denied), or adds the mailbox
-   targets to `d` and leaves reply->code 0. Returns 0 or MAILD_ERR_NOMEM. */
+   (550 5.1.1 unknown user, 554 5.7.1 relay denied unless `may_relay`), or
+   adds the targets to `d` (another domain's as remote) and leaves
+   reply->code 0. Returns 0 or MAILD_ERR_NOMEM. */
 int maild__rcpt_resolve(maild_server *srv, const maild_path *to, delivery *d,
-                        maild_reply *reply);
+                        int may_relay, maild_reply *reply);
 
 /* pop3_session.c */
 int maild__pop3_session_start(maild_server *srv, maild_conn *conn,
@@ -135,6 +136,7 @@ typedef struct delivery_rcpt {
   int sys_errno;
   int logged;     /* its delivery has been logged */
   char *store_id; /* the store's name for it, to withdraw it */
+  int remote;     /* another domain: waits in the spool for outbound */
 } delivery_rcpt;
 
 /* One message on its way from the session into the spool and mailboxes. */

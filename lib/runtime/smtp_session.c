@@ -194,7 +194,10 @@ static int on_rcpt(maild_smtp_server *eng, const maild_smtp_rcpt *rc,
   char addr[MAILD_PATH_MAX * 2];
 
   (void)eng;
-  if (s->d == NULL || maild__rcpt_resolve(s->srv, rc->to, s->d, reply) != 0) {
+  if (s->d == NULL ||
+      maild__rcpt_resolve(s->srv, rc->to, s->d,
+                          maild_smtp_server_is_authenticated(eng),
+                          reply) != 0) {
     reply->code = 451;
     reply->enhanced = "4.3.0";
     reply->text = "Error: insufficient system resources";

@@ -77,4 +77,40 @@ with Maild(users={ALICE: PW, BOB: PW},
     r.check("S11: nothing queued for relaying", queued == [], queued)
     r.check("nothing reached alice from the port-25 session",
             len(m.mailbox(ALICE)) == 0)
+
+# Relaying for logged-in users: the mail for other domains is accepted and
+# waits in the spool for outbound delivery; the local copy is delivered.
+with Maild(users={ALICE: PW, BOB: PW},
+           listen=("smtp", "submission")) as m:
+    ctx = ssl.create_default_context(
+        cafile=os.path.join(m.data, "tls", "cert.pem"))
+    s = smtplib.SMTP("127.0.0.1", m.ports["submission"][0], timeout=30)
+    s.starttls(context=ctx)
+    s.login(ALICE, PW)
+    refused = s.sendmail(ALICE, ["friend@elsewhere.example", BOB],
+                         b"Subject: relayed\r\n\r\nfor a friend\r\n")
+    s.quit()
+    r.check("relay after AUTH: accepted", refused == {}, refused)
+    r.check("relay after AUTH: the local copy is delivered",
+            len(m.mailbox(BOB, wait=10)) == 1)
+    queued = [f for f in m.spool_files() if f.endswith(".env")]
+    r.check("relay after AUTH: one message waits in the spool", len(queued) == 1,
+            m.spool_files())
+    out = m.ctl("queue", "list").stdout
+    r.check("maildctl queue list shows the sender and only the pending "
+            "recipient", "<%s>" % ALICE in out and
+            "<friend@elsewhere.example>" in out and "<%s>" % BOB not in out
+            and "1 message in the queue" in out, out)
+    r.check("the log says it waits for outbound delivery",
+            "queued (waiting for outbound delivery)" in m.log(),
+            m.log()[-400:])
+    # A restart keeps it queued, and does not deliver Bob's copy again.
+    m.stop()
+    m.start()
+    r.check("after a restart: still queued, nothing set aside",
+            m.wait_log(r"spool: 1 message\(s\) found, 0 set aside") and
+            len([f for f in m.spool_files() if f.endswith(".env")]) == 1,
+            m.log()[-400:])
+    r.check("after a restart: Bob still has one copy",
+            len(m.mailbox(BOB, wait=2)) == 1)
 sys.exit(r.finish())
