@@ -17,6 +17,7 @@
  * "FILE:LINE: message" in the caller's buffer.
  */
 #include "config.h"
+#include "maild/cidr.h"
 #include "maild/address.h"
 #include "maild/error.h"
 
@@ -81,6 +82,7 @@ static int set_alias(parser *p, const setting *s, char **v, size_t n);
 static int check_hostname(parser *p, char *value);
 static int check_domain(parser *p, char *value);
 static int check_user(parser *p, char *value);
+static int check_cidr(parser *p, char *value);
 
 static const kind_spec kinds[] = {
     [K_WORD] = {set_word, 1, 1, 0},
@@ -133,6 +135,9 @@ static const setting settings[] = {
    .option = OPT(TIMEOUT_DATA)},
   {.name = "timeout-tls", .kind = K_DURATION, .field = FIELD(timeout_tls_ms),
    .option = OPT(TIMEOUT_TLS)},
+  {.name = "trusted-networks", .kind = K_WORDS,
+   .field = FIELD(trusted_networks), .count = FIELD(ntrusted),
+   .check = check_cidr},
   {.name = "tls-cert", .kind = K_PATH, .field = FIELD(tls_cert)},
   {.name = "tls-key", .kind = K_PATH, .field = FIELD(tls_key)},
   {.name = "log", .kind = K_CHOICE, .field = FIELD(log),
@@ -431,6 +436,24 @@ static int set_number(parser *p, const setting *s, char **v, size_t n) {
 static int check_hostname(parser *p, char *value) {
   if (maild_domain_check(value, strlen(value), 0, 0) < 0)
     return fail(p, "hostname: bad host name '%s'", value);
+  return 0;
+}
+
+/* A network in CIDR notation, checked by the library that will use it. */
+static int check_cidr(parser *p, char *value) {
+  maild_cidr_set *set;
+  int rc = maild_cidr_set_new(&set, NULL);
+
+  if (rc == 0)
+    rc = maild_cidr_set_add(set, value);
+  maild_cidr_set_del(set);
+  if (rc == MAILD_ERR_NOMEM)
+    return fail_nomem(p);
+  if (rc != 0)
+    return fail(p,
+                "trusted-networks: '%s' is not a network (e.g. 192.0.2.0/24,"
+                " 2001:db8::/32)%s",
+                value, rc == MAILD_ERR_INVAL ? ": host bits are set" : "");
   return 0;
 }
 
@@ -1010,6 +1033,7 @@ void maild_config_free(maild_config *cfg) {
     return;
   free(cfg->hostname);
   free_strings(cfg->domains, cfg->ndomains);
+  free_strings(cfg->trusted_networks, cfg->ntrusted);
   free(cfg->data_dir);
   free(cfg->users_path);
   free(cfg->run_user);

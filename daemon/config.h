@@ -116,6 +116,8 @@ typedef struct maild_config {
   uint64_t timeout_command_ms;     /* MAILD_OPT_TIMEOUT_COMMAND */
   uint64_t timeout_data_ms;        /* MAILD_OPT_TIMEOUT_DATA */
   uint64_t timeout_tls_ms;         /* MAILD_OPT_TIMEOUT_TLS */
+  char **trusted_networks; /* `trusted-networks`: may relay without AUTH */
+  size_t ntrusted;
   char *tls_cert; /* `tls-cert`: PEM chain; NULL: generated in data-dir */
   char *tls_key;  /* `tls-key`: PEM key; NULL: generated in data-dir */
 } maild_config;

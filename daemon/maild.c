@@ -19,6 +19,7 @@
 #include "maild/server.h"
 #include "maild/store.h"
 #include "maild/tls.h"
+#include "maild/cidr.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -51,6 +52,7 @@ typedef struct daemon_state {
   maild_config new_cfg;
   maild_site new_site;
   maild_tls_credentials *new_cred;
+  maild_cidr_set *trusted, *new_trusted;
   int reload_rc;
   char reload_err[1024];
   char pidfile[4096];
@@ -182,6 +184,23 @@ static int prepare_data(daemon_state *d) {
   return 0;
 }
 
+/* The networks that may relay without logging in (checked when the
+   configuration was read). */
+static maild_cidr_set *trusted_set(const maild_config *cfg) {
+  maild_cidr_set *set;
+  size_t i;
+
+  if (maild_cidr_set_new(&set, NULL) != 0)
+    return NULL;
+  for (i = 0; i < cfg->ntrusted; i++) {
+    if (maild_cidr_set_add(set, cfg->trusted_networks[i]) != 0) {
+      maild_cidr_set_del(set);
+      return NULL;
+    }
+  }
+  return set;
+}
+
 /* Users and aliases, after the listeners: a start that cannot bind its
    ports creates no account. Then says where it listens. */
 static int load_site(daemon_state *d) {
@@ -194,6 +213,10 @@ static int load_site(daemon_state *d) {
     return fail("%s", err);
   maild_server_set_directory(d->srv, d->site.directory);
   maild_server_set_users(d->srv, d->site.users);
+  d->trusted = trusted_set(&d->cfg);
+  if (d->trusted == NULL)
+    return fail("out of memory");
+  maild_server_set_trusted(d->srv, d->trusted);
   for (i = 0; i < d->cfg.nlisteners && i < MAX_BOUND; i++) {
     const maild_config_listener *l = &d->cfg.listeners[i];
     printf("maild: %s listening on %s%s%s:%d\n",
@@ -385,6 +408,15 @@ static void reload_work(uv_work_t *req) {
     if (d->reload_rc != 0)
       maild_site_free(&d->new_site);
   }
+  d->new_trusted = NULL;
+  if (d->reload_rc == 0 &&
+      (d->new_trusted = trusted_set(&d->new_cfg)) == NULL) {
+    d->reload_rc = MAILD_ERR_NOMEM;
+    snprintf(d->reload_err, sizeof(d->reload_err), "out of memory");
+    maild_site_free(&d->new_site);
+    maild_tls_credentials_del(d->new_cred);
+    d->new_cred = NULL;
+  }
 }
 
 static void reload_done(uv_work_t *req, int status) {
@@ -404,9 +436,13 @@ static void reload_done(uv_work_t *req, int status) {
     maild_server_set_directory(d->srv, d->new_site.directory);
     maild_server_set_users(d->srv, d->new_site.users);
     maild_server_set_tls(d->srv, d->new_cred);
+    maild_server_set_trusted(d->srv, d->new_trusted);
   }
   maild_tls_credentials_del(d->new_cred);
   d->new_cred = NULL;
+  maild_cidr_set_del(d->trusted);
+  d->trusted = d->new_trusted;
+  d->new_trusted = NULL;
   maild_site_free(&d->site);
   d->site = d->new_site;
   maild_config_free(&d->new_cfg);
@@ -554,6 +590,7 @@ int main(int argc, char **argv) {
     return usage();
   rc = run(&d, check_only);
   maild_store_del(d.store);
+  maild_cidr_set_del(d.trusted);
   maild_site_free(&d.site);
   maild_options_del(d.opt);
   maild_config_free(&d.cfg);

@@ -18,5 +18,6 @@
 #include "maild/store.h"
 #include "maild/users.h"
 #include "maild/directory.h"
+#include "maild/cidr.h"
 
 #endif

@@ -102,6 +102,15 @@ MAILD_EXTERN void maild_server_set_users(maild_server *srv,
                                          const maild_users *users);
 
 /*
+ * Sets the networks whose clients may relay (send to other domains)
+ * without logging in; such mail waits in the spool for outbound delivery.
+ * Borrowed and replaceable like the directory. NULL: none.
+ */
+typedef struct maild_cidr_set maild_cidr_set;
+MAILD_EXTERN void maild_server_set_trusted(maild_server *srv,
+                                           const maild_cidr_set *networks);
+
+/*
  * Sets who is local (borrowed; may be replaced at any time, e.g. on
  * reload: sessions already past RCPT keep their answers). NULL, the
  * default, accepts every recipient as a mailbox of its own address.

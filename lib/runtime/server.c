@@ -168,6 +168,11 @@ void maild_server_set_users(maild_server *srv, const maild_users *users) {
   srv->users = users;
 }
 
+void maild_server_set_trusted(maild_server *srv,
+                              const maild_cidr_set *networks) {
+  srv->trusted = networks;
+}
+
 void maild_server_set_directory(maild_server *srv, const maild_directory *dir) {
   srv->directory = dir;
 }

@@ -54,7 +54,8 @@ struct maild_server {
   maild_spool *spool;
   maild_store *store;
   const maild_directory *directory;
-  const maild_users *users; /* for AUTH; NULL: every login fails */
+  const maild_users *users;      /* for AUTH; NULL: every login fails */
+  const maild_cidr_set *trusted; /* may relay without AUTH */
 
   listener_slot listeners[MAX_LISTENERS];
   size_t nlisteners;

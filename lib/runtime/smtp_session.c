@@ -15,6 +15,7 @@
 
 #include "core/mem.h"
 #include "maild/error.h"
+#include "maild/cidr.h"
 #include "maild/directory.h"
 #include "maild/sasl.h"
 #include "maild/users.h"
@@ -187,6 +188,14 @@ nomem:
   return 0;
 }
 
+/* Relaying (mail for other domains) is for logged-in users and clients
+   on the trusted networks only. */
+static int may_relay(smtp_session *s, maild_smtp_server *eng) {
+  return maild_smtp_server_is_authenticated(eng) ||
+         (s->srv->trusted != NULL &&
+          maild_cidr_set_contains(s->srv->trusted, s->peer));
+}
+
 static int on_rcpt(maild_smtp_server *eng, const maild_smtp_rcpt *rc,
                    maild_reply *reply, void *ud) {
   smtp_session *s = ud;
@@ -194,10 +203,8 @@ static int on_rcpt(maild_smtp_server *eng, const maild_smtp_rcpt *rc,
   char addr[MAILD_PATH_MAX * 2];
 
   (void)eng;
-  if (s->d == NULL ||
-      maild__rcpt_resolve(s->srv, rc->to, s->d,
-                          maild_smtp_server_is_authenticated(eng),
-                          reply) != 0) {
+  if (s->d == NULL || maild__rcpt_resolve(s->srv, rc->to, s->d,
+                                          may_relay(s, eng), reply) != 0) {
     reply->code = 451;
     reply->enhanced = "4.3.0";
     reply->text = "Error: insufficient system resources";

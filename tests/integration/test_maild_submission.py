@@ -8,10 +8,11 @@ literals) are refused and never routed."""
 import os
 import smtplib
 import ssl
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from maildtest import Maild, Results  # noqa: E402
+from maildtest import MAILD, Maild, Results  # noqa: E402
 
 r = Results()
 ALICE, BOB, PW = "alice@example.test", "bob@example.test", "sub pass"
@@ -113,4 +114,32 @@ with Maild(users={ALICE: PW, BOB: PW},
             m.log()[-400:])
     r.check("after a restart: Bob still has one copy",
             len(m.mailbox(BOB, wait=2)) == 1)
+
+# trusted-networks: clients there may relay without logging in.
+with Maild(users={ALICE: PW}, extra="trusted-networks 10.0.0.0/8 "
+           "127.0.0.0/8") as m:
+    s = smtplib.SMTP("127.0.0.1", m.port, timeout=30)
+    s.ehlo("app.internal")
+    refused = s.sendmail("app@internal.example", ["ops@elsewhere.example"],
+                         b"Subject: from a trusted network\r\n\r\nx\r\n")
+    s.quit()
+    r.check("trusted network: relaying accepted without AUTH", refused == {},
+            refused)
+    r.check("trusted network: the message waits in the spool",
+            len([f for f in m.spool_files() if f.endswith(".env")]) == 1)
+with Maild(users={ALICE: PW}, extra="trusted-networks 10.0.0.0/8") as m:
+    s = smtplib.SMTP("127.0.0.1", m.port, timeout=30)
+    s.ehlo("app.internal")
+    s.mail("app@internal.example")
+    code, _ = s.rcpt("ops@elsewhere.example")
+    s.quit()
+    r.check("outside the trusted networks: still 554", code == 554, code)
+    bad = os.path.join(m.dir, "bad.conf")
+    with open(bad, "w") as f:
+        f.write("trusted-networks 192.0.2.1/24\n")
+    out = subprocess.run([MAILD, "-n", "-f", bad], capture_output=True,
+                         text=True, timeout=30)
+    r.check("maild -n: a network with host bits set names file and line",
+            out.returncode != 0 and "bad.conf:1:" in out.stderr and
+            "host bits" in out.stderr, out.stderr)
 sys.exit(r.finish())
