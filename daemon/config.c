@@ -98,6 +98,7 @@ static const kind_spec kinds[] = {
 
 static const char *const quota_answers[] = {"452", "552", NULL};
 static const char *const log_targets[] = {"stderr", "syslog", NULL};
+static const char *const yes_no[] = {"no", "yes", NULL};
 static const char *const service_names[] = {"smtp", "submission", "smtps",
                                             "pop3", "pop3s",      NULL};
 
@@ -138,6 +139,8 @@ static const setting settings[] = {
   {.name = "trusted-networks", .kind = K_WORDS,
    .field = FIELD(trusted_networks), .count = FIELD(ntrusted),
    .check = check_cidr},
+  {.name = "any-sender", .kind = K_CHOICE, .field = FIELD(any_sender),
+   .option = OPT(ANY_SENDER), .choices = yes_no},
   {.name = "tls-cert", .kind = K_PATH, .field = FIELD(tls_cert)},
   {.name = "tls-key", .kind = K_PATH, .field = FIELD(tls_key)},
   {.name = "log", .kind = K_CHOICE, .field = FIELD(log),

@@ -85,6 +85,7 @@ static int copy_options(maild_server *srv, const maild_options *opt) {
   srv->max_conn_ip = U(MAX_CONNECTIONS_PER_IP);
   srv->body_memory = U(BODY_MEMORY);
   srv->quota_permanent = U(QUOTA_PERMANENT) != 0;
+  srv->any_sender = U(ANY_SENDER) != 0;
 #undef U
   return 0;
 }

@@ -50,6 +50,7 @@ struct maild_server {
   uint64_t timeout_command, timeout_data, timeout_shutdown, timeout_tls;
   uint64_t max_conn, max_conn_ip, body_memory;
   int quota_permanent;
+  int any_sender; /* ANY_SENDER: logged-in users may send as anyone */
 
   maild_spool *spool;
   maild_store *store;

@@ -141,7 +141,7 @@ static int submission_refusal(smtp_session *s, maild_smtp_server *eng,
     *reply = (maild_reply){530, "5.7.0", "Error: authentication required"};
     return 1;
   }
-  if (sender_owned(s, from))
+  if (s->srv->any_sender || sender_owned(s, from))
     return 0;
   *reply = (maild_reply){553, "5.7.1",
                          "Error: sender address not owned by the user"};

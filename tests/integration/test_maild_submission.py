@@ -109,7 +109,8 @@ with Maild(users={ALICE: PW, BOB: PW},
     m.stop()
     m.start()
     r.check("after a restart: still queued, nothing set aside",
-            m.wait_log(r"spool: 1 message\(s\) found, 0 set aside") and
+            m.wait_log(r"spool: 1 message\(s\) found, 0 set aside",
+                       timeout=30) and
             len([f for f in m.spool_files() if f.endswith(".env")]) == 1,
             m.log()[-400:])
     r.check("after a restart: Bob still has one copy",
@@ -142,4 +143,17 @@ with Maild(users={ALICE: PW}, extra="trusted-networks 10.0.0.0/8") as m:
     r.check("maild -n: a network with host bits set names file and line",
             out.returncode != 0 and "bad.conf:1:" in out.stderr and
             "host bits" in out.stderr, out.stderr)
+
+# any-sender yes: a logged-in user may send as a shared address.
+with Maild(users={ALICE: PW, BOB: PW}, listen=("smtp", "submission"),
+           extra="any-sender yes") as m:
+    ctx = ssl.create_default_context(
+        cafile=os.path.join(m.data, "tls", "cert.pem"))
+    s = smtplib.SMTP("127.0.0.1", m.ports["submission"][0], timeout=30)
+    s.starttls(context=ctx)
+    s.login(ALICE, PW)
+    code, _ = s.mail("noreply@example.test")
+    s.quit()
+    r.check("any-sender yes: another sender accepted after AUTH",
+            code == 250, code)
 sys.exit(r.finish())
