@@ -16,6 +16,55 @@
 
 #include <string.h>
 
+/* Password checks in flight at most: a yescrypt check takes several MiB,
+   so a burst of logins must not run them all at once (memory), and the
+   worker pool must stay free for deliveries. */
+#define CRYPT_MAX 4
+
+typedef struct crypt_wait {
+  uv_work_t *req;
+  uv_work_cb work;
+  uv_after_work_cb done;
+  struct crypt_wait *next;
+} crypt_wait;
+
+int maild__crypt_queue(maild_server *srv, uv_work_t *req, uv_work_cb work,
+                       uv_after_work_cb done) {
+  crypt_wait *w, **pp;
+
+  if (srv->crypt_running < CRYPT_MAX) {
+    if (uv_queue_work(srv->loop, req, work, done) != 0)
+      return MAILD_ERR_IO;
+    srv->crypt_running++;
+    return 0;
+  }
+  w = maild__calloc(&srv->mem, 1, sizeof(*w));
+  if (w == NULL)
+    return MAILD_ERR_NOMEM;
+  w->req = req;
+  w->work = work;
+  w->done = done;
+  for (pp = &srv->crypt_waiting; *pp != NULL; pp = &(*pp)->next)
+    ;
+  *pp = w;
+  return 0;
+}
+
+void maild__crypt_finished(maild_server *srv) {
+  crypt_wait *w;
+
+  srv->crypt_running--;
+  while ((w = srv->crypt_waiting) != NULL) {
+    srv->crypt_waiting = w->next;
+    if (uv_queue_work(srv->loop, w->req, w->work, w->done) == 0) {
+      srv->crypt_running++;
+      maild__free(&srv->mem, w);
+      return;
+    }
+    maild__free(&srv->mem, w); /* cannot happen with a live loop */
+  }
+}
+
 typedef struct auth_job {
   uv_work_t req;
   maild_server *srv;
@@ -49,6 +98,7 @@ static void auth_done(uv_work_t *req, int status) {
 
   (void)status;
   srv->jobs--;
+  maild__crypt_finished(srv);
   j->done(j->ud, j->ok, j->user);
   wipe(j->hash, sizeof(j->hash));
   maild__free(&srv->mem, j);
@@ -96,7 +146,7 @@ int maild__auth_check(maild_server *srv, const maild_sasl_server *sasl,
   memcpy(j->password, p, pl);
   j->password_len = pl;
   j->req.data = j;
-  if (uv_queue_work(srv->loop, &j->req, auth_work, auth_done) != 0) {
+  if (maild__crypt_queue(srv, &j->req, auth_work, auth_done) != 0) {
     wipe(j->password, sizeof(j->password));
     maild__free(&srv->mem, j);
     return MAILD_ERR_IO;

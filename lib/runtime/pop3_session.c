@@ -186,8 +186,16 @@ static void refuse_later(pop3_session *s) {
   maild__conn_deadline(s->conn, (uint64_t)AUTH_DELAY_MS << (s->failures - 1));
 }
 
+static void login_answer(pop3_session *s, int status);
+
 static void login_done(uv_work_t *req, int status) {
   pop3_session *s = req->data;
+
+  maild__crypt_finished(s->srv);
+  login_answer(s, status);
+}
+
+static void login_answer(pop3_session *s, int status) {
   maild_pop3_reply ok = {MAILD_POP3_OK, NULL, "Logged in"};
   maild_pop3_reply inuse = {MAILD_POP3_ERR, "IN-USE",
                             "Mailbox in use by another session"};
@@ -240,8 +248,12 @@ static int start_login(pop3_session *s, const char *user, size_t ulen,
   s->password_len = plen;
   if (n < 0)
     s->hash[0] = '\0';
-  return run_job(s, login_work, login_done) == 0 ? MAILD_ERR_DEFER
-                                                 : MAILD_ERR_IO;
+  s->req.data = s;
+  if (maild__crypt_queue(s->srv, &s->req, login_work, login_done) != 0)
+    return MAILD_ERR_IO;
+  s->busy = 1;
+  s->srv->jobs++;
+  return MAILD_ERR_DEFER;
 }
 
 static int on_auth(maild_pop3_server *eng, const maild_pop3_auth *a,

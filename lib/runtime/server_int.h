@@ -55,8 +55,10 @@ struct maild_server {
   maild_spool *spool;
   maild_store *store;
   const maild_directory *directory;
-  const maild_users *users;      /* for AUTH; NULL: every login fails */
-  const maild_cidr_set *trusted; /* may relay without AUTH */
+  const maild_users *users;         /* for AUTH; NULL: every login fails */
+  const maild_cidr_set *trusted;    /* may relay without AUTH */
+  unsigned crypt_running;           /* password checks in flight */
+  struct crypt_wait *crypt_waiting; /* and those waiting their turn */
 
   listener_slot listeners[MAX_LISTENERS];
   size_t nlisteners;
@@ -104,6 +106,13 @@ int maild__smtp_session_start(maild_server *srv, maild_conn *conn,
    the name was not an address). Returns 0, MAILD_ERR_INVAL,
    MAILD_ERR_NOMEM or MAILD_ERR_IO (then `done` is not called). */
 struct maild_sasl_server;
+/* Runs a password-check job through the gate that bounds how many run at
+   once (the others wait in order); its done callback must call
+   maild__crypt_finished() first. Returns 0, MAILD_ERR_NOMEM or
+   MAILD_ERR_IO. */
+int maild__crypt_queue(maild_server *srv, uv_work_t *req, uv_work_cb work,
+                       uv_after_work_cb done);
+void maild__crypt_finished(maild_server *srv);
 int maild__auth_check(maild_server *srv, const struct maild_sasl_server *sasl,
                       void (*done)(void *ud, int ok, const char *user),
                       void *ud);
