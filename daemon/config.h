@@ -116,7 +116,7 @@ typedef struct maild_config {
   uint64_t timeout_command_ms;     /* MAILD_OPT_TIMEOUT_COMMAND */
   uint64_t timeout_data_ms;        /* MAILD_OPT_TIMEOUT_DATA */
   uint64_t timeout_tls_ms;         /* MAILD_OPT_TIMEOUT_TLS */
-  int any_sender; /* `any-sender yes`: MAILD_OPT_ANY_SENDER */
+  int any_sender;                  /* `any-sender yes`: MAILD_OPT_ANY_SENDER */
   char **trusted_networks; /* `trusted-networks`: may relay without AUTH */
   size_t ntrusted;
   char *tls_cert; /* `tls-cert`: PEM chain; NULL: generated in data-dir */

@@ -65,8 +65,8 @@ extern "C" {
   XX(TIMEOUT_DATA, UINT, 180000, 10, 86400000)                                 \
   /* Milliseconds a TLS handshake may take (STARTTLS or implicit TLS). */      \
   XX(TIMEOUT_TLS, UINT, 60000, 10, 86400000)                                   \
-  /* 1: a logged-in user may use any envelope sender, not only their own  \
-     addresses (for shared senders such as noreply@). */                      \
+  /* 1: a logged-in user may use any envelope sender, not only their own       \
+     addresses (for shared senders such as noreply@). */                       \
   XX(ANY_SENDER, UINT, 0, 0, 1)                                                \
   /* Milliseconds a session may take to end once shutdown begins. */           \
   XX(TIMEOUT_SHUTDOWN, UINT, 30000, 0, 86400000)                               \
