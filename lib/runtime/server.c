@@ -249,6 +249,13 @@ static int implicit_tls(maild_service service) {
   return service == MAILD_SERVICE_SMTPS || service == MAILD_SERVICE_POP3S;
 }
 
+const maild_options *maild__server_options(const maild_server *srv,
+                                           maild_service service) {
+  if (implicit_tls(service))
+    return srv->opt_implicit;
+  return srv->tls != NULL ? srv->opt_starttls : srv->opt;
+}
+
 /* A refused connection: one 421 line, then close. On an implicit-TLS
    port the client expects a handshake, and plaintext would only confuse
    it, while answering over TLS would cost a handshake the server has no

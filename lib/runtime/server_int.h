@@ -91,6 +91,10 @@ struct maild_server {
 void maild__log(maild_server *srv, maild_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 uint32_t maild__server_random(maild_server *srv);
+/* The engine options for a session on `service`: TLS already active on
+   implicit-TLS ports, STARTTLS offered when the server has credentials. */
+const maild_options *maild__server_options(const maild_server *srv,
+                                           maild_service service);
 /* The session's client is gone: free its per-address slot. */
 void maild__server_release_ip(maild_server *srv, const char *peer);
 /* The session is freed. */
