@@ -76,13 +76,6 @@ static int is_blank(char ch) {
   return ch == ' ' || ch == '\t';
 }
 
-/* Wipes secrets in a way the compiler may not drop as a dead store. */
-static void wipe(void *p, size_t n) {
-  volatile unsigned char *v = p;
-  while (n-- > 0)
-    *v++ = 0;
-}
-
 /* Equality of two NUL-terminated strings in time that depends only on
    their lengths (hash lengths, not secrets). */
 static int ct_equal(const char *a, const char *b) {
@@ -272,7 +265,7 @@ static int hash_password(const maild_users *u, const char *password, size_t len,
     else
       memcpy(out, h, strlen(h) + 1);
   }
-  wipe(w, sizeof(*w));
+  maild__wipe(w, sizeof(*w));
   maild__free(&u->mem, w);
   return rc;
 }
@@ -724,7 +717,7 @@ int maild_users_verify_hash(const char *hash, const char *password,
   /* Always one hash computation, whatever made the login fail. */
   got = crypt_rn(w->phrase, setting, &w->data, sizeof(w->data));
   match = got != NULL && ct_equal(got, setting);
-  wipe(w, sizeof(*w));
+  maild__wipe(w, sizeof(*w));
   maild__free(&m, w);
   return ok && match ? 0 : MAILD_ERR_PERM;
 }
@@ -810,7 +803,7 @@ int maild_users_set_password(maild_users *u, const char *address,
   lp.extra = old->extra;
   lp.extra_len = strlen(old->extra);
   rc = line_make(u, &lp, &l);
-  wipe(hash, sizeof(hash));
+  maild__wipe(hash, sizeof(hash));
   if (rc < 0)
     return (int)rc;
   maild__free(&u->mem, old->block);
@@ -996,7 +989,7 @@ int maild_users_save(const maild_users *u, const char *path) {
   }
   maild_users_format(u, buf, (size_t)len);
   rc = commit(u, path, tmp, buf, (size_t)len);
-  wipe(buf, (size_t)len);
+  maild__wipe(buf, (size_t)len);
   maild__free(&u->mem, buf);
   maild__free(&u->mem, tmp);
   return rc;

@@ -65,3 +65,10 @@ char *maild__strndup(const maild_mem *m, const char *s, size_t len) {
   p[len] = '\0';
   return p;
 }
+
+void maild__wipe(void *p, size_t n) {
+  volatile unsigned char *v = p;
+
+  while (n-- > 0)
+    *v++ = 0;
+}

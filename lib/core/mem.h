@@ -18,4 +18,8 @@ void maild__free(const maild_mem *m, void *ptr);
 /* A NUL-terminated copy of `s[0..len)`, or NULL. */
 char *maild__strndup(const maild_mem *m, const char *s, size_t len);
 
+/* Zeroes `n` bytes at `p` through a volatile pointer, so the stores of a
+   secret (a password, a hash) are not removed as dead. */
+void maild__wipe(void *p, size_t n);
+
 #endif

@@ -53,14 +53,6 @@ struct maild_sasl_server {
   uint8_t scratch[PLAIN_MESSAGE_MAX + 1];
 };
 
-/* Overwrites secrets in a way the compiler may not drop as a dead store. */
-static void wipe(void *p, size_t n) {
-  volatile unsigned char *v = p;
-
-  while (n-- > 0)
-    *v++ = 0;
-}
-
 static int mech_lookup(const char *name, size_t len, sasl_mech *mech) {
   size_t i;
 
@@ -110,15 +102,15 @@ void maild_sasl_server_del(maild_sasl_server *s) {
   if (s == NULL)
     return;
   m = s->mem;
-  wipe(s, sizeof(*s));
+  maild__wipe(s, sizeof(*s));
   maild__free(&m, s);
 }
 
 /* Forgets everything learned: the exchange failed. */
 static void fail(maild_sasl_server *s) {
-  wipe(s->authzid, sizeof(s->authzid));
-  wipe(s->authcid, sizeof(s->authcid));
-  wipe(s->password, sizeof(s->password));
+  maild__wipe(s->authzid, sizeof(s->authzid));
+  maild__wipe(s->authcid, sizeof(s->authcid));
+  maild__wipe(s->password, sizeof(s->password));
   s->authzid_len = s->authcid_len = s->password_len = 0;
   s->state = STATE_FAILED;
 }
@@ -268,7 +260,7 @@ int maild_sasl_server_step(maild_sasl_server *s, const char *response,
   if (response == NULL && s->state != STATE_START)
     return MAILD_ERR_INVAL;
   rc = dispatch(s, response, len, challenge, challenge_len);
-  wipe(s->scratch, sizeof(s->scratch));
+  maild__wipe(s->scratch, sizeof(s->scratch));
   if (rc < 0)
     fail(s);
   return rc;

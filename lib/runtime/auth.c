@@ -77,19 +77,12 @@ typedef struct auth_job {
   int ok;
 } auth_job;
 
-static void wipe(void *p, size_t n) {
-  volatile unsigned char *v = p;
-
-  while (n-- > 0)
-    *v++ = 0;
-}
-
 static void auth_work(uv_work_t *req) {
   auth_job *j = req->data;
 
   j->ok =
       maild_users_verify_hash(j->hash, j->password, j->password_len, NULL) == 0;
-  wipe(j->password, sizeof(j->password));
+  maild__wipe(j->password, sizeof(j->password));
 }
 
 static void auth_done(uv_work_t *req, int status) {
@@ -100,7 +93,7 @@ static void auth_done(uv_work_t *req, int status) {
   srv->jobs--;
   maild__crypt_finished(srv);
   j->done(j->ud, j->ok, j->user);
-  wipe(j->hash, sizeof(j->hash));
+  maild__wipe(j->hash, sizeof(j->hash));
   maild__free(&srv->mem, j);
   maild__server_maybe_closed(srv);
 }
@@ -147,7 +140,7 @@ int maild__auth_check(maild_server *srv, const maild_sasl_server *sasl,
   j->password_len = pl;
   j->req.data = j;
   if (maild__crypt_queue(srv, &j->req, auth_work, auth_done) != 0) {
-    wipe(j->password, sizeof(j->password));
+    maild__wipe(j->password, sizeof(j->password));
     maild__free(&srv->mem, j);
     return MAILD_ERR_IO;
   }

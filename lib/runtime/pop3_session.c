@@ -65,13 +65,6 @@ struct pop3_session {
 
 static void pump(pop3_session *s);
 
-static void wipe(void *p, size_t n) {
-  volatile unsigned char *v = p;
-
-  while (n-- > 0)
-    *v++ = 0;
-}
-
 pop3_session *maild__pop3_session_next(pop3_session *s) {
   return s->next;
 }
@@ -92,7 +85,7 @@ static void session_free(pop3_session *s) {
   maild__free(&srv->mem, s->msgs);
   maild__free(&srv->mem, s->deleted);
   maild__free(&srv->mem, s->rd_buf);
-  wipe(s->password, sizeof(s->password));
+  maild__wipe(s->password, sizeof(s->password));
   maild__server_session_gone(srv, NULL);
   maild__free(&srv->mem, s);
 }
@@ -145,7 +138,7 @@ static void login_work(uv_work_t *req) {
   size_t i;
 
   s->rc = maild_users_verify_hash(s->hash, s->password, s->password_len, NULL);
-  wipe(s->password, sizeof(s->password));
+  maild__wipe(s->password, sizeof(s->password));
   if (s->rc != 0)
     return;
   at = maild_users_domain(s->user);
