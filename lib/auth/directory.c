@@ -18,6 +18,7 @@
  */
 #include "maild/directory.h"
 #include "maild/error.h"
+#include "core/ascii.h"
 #include "core/mem.h"
 
 #include <string.h>
@@ -68,22 +69,8 @@ struct maild_directory {
 
 /* ---- Keys and the table ---- */
 
-static unsigned char ascii_lower(unsigned char ch) {
-  return ch >= 'A' && ch <= 'Z' ? (unsigned char)(ch + 32) : ch;
-}
-
-static size_t hash_key(const char *s) {
-  uint64_t h = UINT64_C(14695981039346656037);
-
-  for (; *s != '\0'; s++) {
-    h ^= (unsigned char)*s;
-    h *= UINT64_C(1099511628211);
-  }
-  return (size_t)h;
-}
-
 static size_t table_slot(const maild_directory *d, const char *key) {
-  size_t mask = d->table_cap - 1, i = hash_key(key) & mask;
+  size_t mask = d->table_cap - 1, i = maild__str_hash(key) & mask;
 
   while (d->table[i] != NONE && strcmp(d->nodes[d->table[i]].key, key) != 0)
     i = (i + 1) & mask;
@@ -184,7 +171,7 @@ static int domain_key(const char *dom, size_t len, char *key) {
     return rc;
   key[0] = '@';
   for (i = 0; i < len; i++)
-    key[i + 1] = (char)ascii_lower((unsigned char)dom[i]);
+    key[i + 1] = (char)maild__ascii_lower((unsigned char)dom[i]);
   key[len + 1] = '\0';
   return 0;
 }
@@ -675,7 +662,7 @@ int maild_directory_is_local_domain(const maild_directory *d,
     return 0;
   key[0] = '@';
   for (i = 0; i < len; i++)
-    key[i + 1] = (char)ascii_lower((unsigned char)domain[i]);
+    key[i + 1] = (char)maild__ascii_lower((unsigned char)domain[i]);
   key[len + 1] = '\0';
   return has(d, find(d, key), NODE_DOMAIN);
 }

@@ -18,6 +18,7 @@
  */
 #include "maild/users.h"
 #include "maild/error.h"
+#include "core/ascii.h"
 #include "core/mem.h"
 
 #include <crypt.h>
@@ -68,10 +69,6 @@ typedef struct crypt_work {
 
 /* ---- Small helpers ---- */
 
-static unsigned char ascii_lower(unsigned char ch) {
-  return ch >= 'A' && ch <= 'Z' ? (unsigned char)(ch + 32) : ch;
-}
-
 static int is_blank(char ch) {
   return ch == ' ' || ch == '\t';
 }
@@ -117,10 +114,11 @@ maild_ssize maild_users_canonical_path(const maild_path *p, char *buf,
   if (n >= size)
     return MAILD_ERR_NOSPC;
   for (i = 0; i < p->local_len; i++)
-    buf[i] = (char)ascii_lower((unsigned char)p->local[i]);
+    buf[i] = (char)maild__ascii_lower((unsigned char)p->local[i]);
   buf[i] = '@';
   for (i = 0; i < p->domain_len; i++)
-    buf[p->local_len + 1 + i] = (char)ascii_lower((unsigned char)p->domain[i]);
+    buf[p->local_len + 1 + i] =
+        (char)maild__ascii_lower((unsigned char)p->domain[i]);
   buf[n] = '\0';
   return (maild_ssize)n;
 }
@@ -272,19 +270,8 @@ static int hash_password(const maild_users *u, const char *password, size_t len,
 
 /* ---- The table of accounts ---- */
 
-/* FNV-1a: the keys are canonical addresses from a file the admin wrote. */
-static size_t hash_key(const char *s) {
-  uint64_t h = UINT64_C(14695981039346656037);
-
-  for (; *s != '\0'; s++) {
-    h ^= (unsigned char)*s;
-    h *= UINT64_C(1099511628211);
-  }
-  return (size_t)h;
-}
-
 static size_t table_slot(const maild_users *u, const char *addr) {
-  size_t mask = u->table_cap - 1, i = hash_key(addr) & mask;
+  size_t mask = u->table_cap - 1, i = maild__str_hash(addr) & mask;
 
   while (u->table[i] != TABLE_EMPTY &&
          strcmp(u->lines[u->table[i]].addr, addr) != 0)
