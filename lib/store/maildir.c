@@ -277,26 +277,31 @@ static int open_box(const maildir *md, const char *dom, const char *loc,
 
 /* ---- Quota ------------------------------------------------------------ */
 
-/* The Maildir++ size tag ",S=<digits>" of a file name, if any. */
-static int parse_size_tag(const char *name, uint64_t *size) {
-  const char *p = strstr(name, ",S=");
+/* The Maildir++ tag ",<key>=<digits>" before any ':' of a file name, if
+   any: S= is the size on disk (quota), W= the size with CRLF line ends
+   (POP3). */
+static int parse_tag(const char *name, char key, uint64_t *out) {
+  const char *p;
   uint64_t v = 0;
 
-  if (p == NULL)
-    return -1;
-  p += 3;
-  if (*p < '0' || *p > '9')
-    return -1;
-  for (; *p >= '0' && *p <= '9'; p++) {
-    unsigned d = (unsigned)(*p - '0');
-    if (v > (UINT64_MAX - d) / 10)
+  for (p = name; *p != '\0' && *p != ':'; p++) {
+    if (p[0] != ',' || p[1] != key || p[2] != '=')
+      continue;
+    p += 3;
+    if (*p < '0' || *p > '9')
       return -1;
-    v = v * 10 + d;
+    for (; *p >= '0' && *p <= '9'; p++) {
+      unsigned d = (unsigned)(*p - '0');
+      if (v > (UINT64_MAX - d) / 10)
+        return -1;
+      v = v * 10 + d;
+    }
+    if (*p != '\0' && *p != ',' && *p != ':')
+      return -1;
+    *out = v;
+    return 0;
   }
-  if (*p != '\0' && *p != ',' && *p != ':')
-    return -1;
-  *size = v;
-  return 0;
+  return -1;
 }
 
 static void add_sat(uint64_t *sum, uint64_t v) {
@@ -331,7 +336,7 @@ static int dir_size(int dirfd_, uint64_t *sum, maild_store_result *res) {
     }
     if (e->d_name[0] == '.')
       continue;
-    if (parse_size_tag(e->d_name, &v) == 0) {
+    if (parse_tag(e->d_name, 'S', &v) == 0) {
       add_sat(sum, v);
       continue;
     }
@@ -628,31 +633,6 @@ typedef struct maildir_box {
   size_t open_i; /* message behind read_fd */
   int read_fd;
 } maildir_box;
-
-/* The tag ",<key>=<digits>" before any ':' of a file name, if any. */
-static int parse_tag(const char *name, char key, uint64_t *out) {
-  const char *p;
-  uint64_t v = 0;
-
-  for (p = name; *p != '\0' && *p != ':'; p++) {
-    if (p[0] != ',' || p[1] != key || p[2] != '=')
-      continue;
-    p += 3;
-    if (*p < '0' || *p > '9')
-      return -1;
-    for (; *p >= '0' && *p <= '9'; p++) {
-      unsigned d = (unsigned)(*p - '0');
-      if (v > (UINT64_MAX - d) / 10)
-        return -1;
-      v = v * 10 + d;
-    }
-    if (*p != '\0' && *p != ',' && *p != ':')
-      return -1;
-    *out = v;
-    return 0;
-  }
-  return -1;
-}
 
 /* <sec>.M<usec> at the start of a name (0 where absent). */
 static void parse_time(const char *name, uint64_t *sec, uint64_t *usec) {
