@@ -774,7 +774,33 @@ def parse_args(argv):
 
 
 class Interrupted(Exception):
-    pass
+    """SIGINT, SIGTERM or SIGHUP arrived: unwind and clean up."""
+
+
+def trap_signals():
+    def on_signal(signum, frame):
+        raise Interrupted("signal %d" % signum)
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, on_signal)
+
+
+def clean_up(args, servers, live):
+    """Stops the load generator still running (`live`, or None) and the
+    servers, then removes the work directory unless --keep."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if live is not None and live.poll() is None:
+        live.kill()
+        live.wait(timeout=10)
+    for s in servers:
+        try:
+            s.teardown()
+        except Exception as e:  # keep cleaning up the rest
+            log("cleanup of %s: %s" % (s.name, e))
+    if args.keep:
+        log("kept " + args.workdir)
+    else:
+        shutil.rmtree(args.workdir, ignore_errors=True)
 
 
 def main(argv):
@@ -782,10 +808,7 @@ def main(argv):
         return py_source(argv)
     args = parse_args(argv)
 
-    def on_signal(signum, frame):
-        raise Interrupted("signal %d" % signum)
-    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(s, on_signal)
+    trap_signals()
 
     notes = []
     args.smtp_source = None
@@ -914,21 +937,7 @@ def main(argv):
         log("interrupted (%s): cleaning up" % (e or "Ctrl-C"))
         return 130
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        src = args.live_source
-        if src is not None and src.poll() is None:
-            src.kill()
-            src.wait(timeout=10)
-        for s in servers:
-            try:
-                s.teardown()
-            except Exception as e:  # keep cleaning up the rest
-                log("cleanup of %s: %s" % (s.name, e))
-        if args.keep:
-            log("kept " + args.workdir)
-        else:
-            shutil.rmtree(args.workdir, ignore_errors=True)
+        clean_up(args, servers, args.live_source)
 
 
 if __name__ == "__main__":

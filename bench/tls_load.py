@@ -42,8 +42,6 @@ in one temporary directory, removed at the end, also on Ctrl-C/SIGTERM.
 import argparse
 import json
 import os
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -369,17 +367,10 @@ def parse_args(argv):
     return a
 
 
-class Interrupted(Exception):
-    pass
-
-
 def main(argv):
     args = parse_args(argv)
 
-    def on_signal(signum, frame):
-        raise Interrupted("signal %d" % signum)
-    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(s, on_signal)
+    sl.trap_signals()
 
     if not os.access(args.client, os.X_OK):
         raise SystemExit("no %s: build it (ninja -C build-rel; needs "
@@ -535,25 +526,11 @@ def main(argv):
                            "negotiated": negotiated, "runs": results}, f,
                           indent=1)
         return rc
-    except (KeyboardInterrupt, Interrupted) as e:
+    except (KeyboardInterrupt, sl.Interrupted) as e:
         log("interrupted (%s): cleaning up" % (e or "Ctrl-C"))
         return 130
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        cl = args.live_client
-        if cl is not None and cl.poll() is None:
-            cl.kill()
-            cl.wait(timeout=10)
-        for s in servers:
-            try:
-                s.teardown()
-            except Exception as e:  # keep cleaning up the rest
-                log("cleanup of %s: %s" % (s.name, e))
-        if args.keep:
-            log("kept " + args.workdir)
-        else:
-            shutil.rmtree(args.workdir, ignore_errors=True)
+        sl.clean_up(args, servers, args.live_client)
 
 
 if __name__ == "__main__":
