@@ -21,7 +21,7 @@
  * mutable state is an atomic counter). Time and randomness come from the
  * configuration so tests can pin them.
  */
-#define _GNU_SOURCE /* syncfs(2) */
+#define _GNU_SOURCE /* syncfs(2), renameat2(2) */
 #include "maild/store.h"
 
 #include <dirent.h>
@@ -29,7 +29,7 @@
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <stdlib.h> /* qsort() */
-#include <stdio.h>  /* renameat() only: POSIX declares it here; no streams */
+#include <stdio.h>  /* renameat(), renameat2(): declared here; no streams */
 #include <string.h>
 #include <sys/file.h>   /* flock() */
 #include <sys/random.h> /* getentropy(): glibc declares it here unguarded */
@@ -749,34 +749,73 @@ static int box_add(maildir_box *b, const char *name, int dir) {
 }
 
 /*
- * Sizes message `m` (W= tag or a scan), and moves it from new/ to cur/
- * as <name>,W=<size>:2, (Maildir++ convention). Returns 1 when the file
- * vanished (skip it), 0, or an error.
+ * Moves `from` in new/ to `to` in cur/ without ever replacing a file in
+ * cur/ (the scan of cur/ listed it already): renameat2(RENAME_NOREPLACE)
+ * where the file system has it, else link and unlink; plain rename only
+ * for file systems without hard links. Returns 0 when moved, 1 when the
+ * message stays in new/ (the name is taken in cur/, or the old name could
+ * not be removed), 2 when `from` vanished, MAILD_ERR_IO otherwise.
+ */
+static int move_to_cur(maildir_box *b, const char *from, const char *to) {
+#ifdef RENAME_NOREPLACE
+  if (renameat2(b->fds[BOX_NEW], from, b->fds[BOX_CUR], to, RENAME_NOREPLACE) ==
+      0)
+    return 0;
+  if (errno == EEXIST)
+    return 1;
+  if (errno == ENOENT)
+    return 2;
+  if (errno != EINVAL && errno != ENOSYS)
+    return MAILD_ERR_IO;
+#endif
+  if (linkat(b->fds[BOX_NEW], from, b->fds[BOX_CUR], to, 0) == 0) {
+    if (unlinkat(b->fds[BOX_NEW], from, 0) != 0 && errno != ENOENT) {
+      (void)unlinkat(b->fds[BOX_CUR], to, 0);
+      return 1;
+    }
+    return 0;
+  }
+  if (errno == EEXIST)
+    return 1;
+  if (errno == ENOENT)
+    return 2;
+  if (renameat(b->fds[BOX_NEW], from, b->fds[BOX_CUR], to) != 0)
+    return errno == ENOENT ? 2 : MAILD_ERR_IO;
+  return 0;
+}
+
+/*
+ * Sizes message `m` (from its W= tag, else by reading it), and moves it
+ * from new/ to cur/ as <name>,W=<size>:2, (Maildir++ convention). Returns
+ * 1 when the file vanished (skip it), 0, or an error.
  */
 static int box_prepare(maildir_box *b, box_msg *m) {
   char name[MAILDIR_NAME_MAX + 1];
   namebuf nb = {name, 0, sizeof(name), 0};
   struct stat sb;
-  int fd, rc;
+  int fd, rc, tagged;
 
-  if (m->dir == BOX_CUR && parse_tag(m->name, 'W', &m->size) == 0)
-    return 0;
-  /* O_NONBLOCK: a planted FIFO must not hang the open. */
-  fd = openat(b->fds[m->dir], m->name,
-              O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0)
-    return errno == ENOENT ? 1 : errno == ELOOP ? 1 : MAILD_ERR_IO;
-  if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+  tagged = parse_tag(m->name, 'W', &m->size) == 0;
+  if (!tagged) {
+    /* O_NONBLOCK: a planted FIFO must not hang the open. */
+    fd = openat(b->fds[m->dir], m->name,
+                O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+      return errno == ENOENT ? 1 : errno == ELOOP ? 1 : MAILD_ERR_IO;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+      close(fd);
+      return 1;
+    }
+    rc = crlf_size(b->md, fd, &m->size);
     close(fd);
-    return 1;
+    if (rc != 0)
+      return rc;
   }
-  rc = crlf_size(b->md, fd, &m->size);
-  close(fd);
-  if (rc != 0 || m->dir != BOX_NEW)
-    return rc;
+  if (m->dir != BOX_NEW)
+    return 0;
   nb_str(&nb, m->name);
   if (strchr(m->name, ':') == NULL) {
-    if (parse_tag(m->name, 'W', &m->size) != 0) {
+    if (!tagged) {
       nb_str(&nb, ",W=");
       nb_u64(&nb, m->size);
     }
@@ -784,21 +823,10 @@ static int box_prepare(maildir_box *b, box_msg *m) {
   }
   if (nb.overflow)
     return 0; /* stays in new/ */
-  /* A link never replaces a file already in cur/ (rename would, and the
-     scan of cur/ listed it already); rename is for file systems without
-     hard links. A name taken in cur/ leaves the message in new/. */
-  if (linkat(b->fds[BOX_NEW], m->name, b->fds[BOX_CUR], name, 0) == 0) {
-    if (unlinkat(b->fds[BOX_NEW], m->name, 0) != 0 && errno != ENOENT) {
-      (void)unlinkat(b->fds[BOX_CUR], name, 0);
-      return 0;
-    }
-  } else if (errno == EEXIST) {
-    return 0;
-  } else if (errno == ENOENT) {
-    return 1;
-  } else if (renameat(b->fds[BOX_NEW], m->name, b->fds[BOX_CUR], name) != 0) {
-    return errno == ENOENT ? 1 : MAILD_ERR_IO;
-  }
+  /* A name taken in cur/ leaves the message in new/. */
+  rc = move_to_cur(b, m->name, name);
+  if (rc != 0)
+    return rc == 1 ? 0 : rc == 2 ? 1 : rc;
   maild__free(&b->md->mem, m->name);
   m->name = maild__strndup(&b->md->mem, name, strlen(name));
   m->dir = BOX_CUR;
