@@ -23,36 +23,50 @@ struct maild_conn {
   uv_timer_t timer;
   uv_write_t wreq;
   uv_shutdown_t sreq;
+  uv_work_t hs_req; /* a handshake step on the worker pool */
   maild_mem mem;
   maild_conn_cb cb;
   void *ud;
   maild_buf wq; /* queued output */
   maild_buf wf; /* output in flight */
   int writing;
-  int reading;
+  int reading;    /* the protocol wants input */
+  int uv_reading; /* libuv is reading */
   int closing;
   int close_after_flush;
-  int handles_open;
+  int handles_open; /* and handshake steps in flight */
   char peer[64];
   maild_tls *tls;  /* NULL: plaintext */
   int tls_ready;   /* handshake done */
   int tls_failed;  /* handshake or record failed: no more input */
+  int hs_busy;     /* a worker runs a handshake step: hands off `tls` */
+  int hs_rc;       /* its result */
+  int stash_lost;  /* input arriving meanwhile could not be kept */
+  maild_buf stash; /* ciphertext that arrived while hs_busy */
   maild_buf early; /* plaintext written before the handshake completed */
+  maild_buf held;  /* written while corked */
+  int corked;
   maild_conn_scratch *scratch; /* shared read and plaintext buffers */
 };
 
-static void on_handle_closed(uv_handle_t *h) {
-  maild_conn *c = h->data;
-
+/* One handle closed or one handshake step returned after closing began:
+   the last one frees the connection. */
+static void release(maild_conn *c) {
   if (--c->handles_open > 0)
     return;
   if (c->cb.on_close != NULL)
     c->cb.on_close(c, c->ud);
   maild__tls_del(c->tls);
   maild__buf_free(&c->early, &c->mem);
+  maild__buf_free(&c->held, &c->mem);
+  maild__buf_free(&c->stash, &c->mem);
   maild__buf_free(&c->wq, &c->mem);
   maild__buf_free(&c->wf, &c->mem);
   maild__free(&c->mem, c);
+}
+
+static void on_handle_closed(uv_handle_t *h) {
+  release(h->data);
 }
 
 static void on_timer(uv_timer_t *t) {
@@ -85,6 +99,8 @@ int maild__conn_new(maild_conn **out, uv_loop_t *loop, const maild_conn_cb *cb,
   maild__buf_init(&c->wq, WRITE_MAX);
   maild__buf_init(&c->wf, WRITE_MAX);
   maild__buf_init(&c->early, WRITE_MAX);
+  maild__buf_init(&c->held, WRITE_MAX);
+  maild__buf_init(&c->stash, MAILD_CONN_READ_BUF); /* reads pause meanwhile */
   if (uv_tcp_init(loop, &c->tcp) != 0) {
     maild__free(&m, c);
     return MAILD_ERR_IO;
@@ -150,20 +166,30 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
 int maild__conn_start(maild_conn *c) {
   uv_tcp_nodelay(&c->tcp, 1);
   peer_name(c);
-  c->reading = 1;
+  c->reading = c->uv_reading = 1;
   return uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0
              ? 0
              : MAILD_ERR_IO;
 }
 
-void maild__conn_read(maild_conn *c, int on) {
-  if (c->closing || on == c->reading)
+/* Reads while the protocol wants input and no handshake step is away. */
+static void sync_read(maild_conn *c) {
+  int want = c->reading && !c->hs_busy;
+
+  if (c->closing || want == c->uv_reading)
     return;
-  c->reading = on;
-  if (on)
+  c->uv_reading = want;
+  if (want)
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
   else
     uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
+void maild__conn_read(maild_conn *c, int on) {
+  if (c->closing)
+    return;
+  c->reading = on;
+  sync_read(c);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status) {
@@ -261,27 +287,26 @@ static int tls_flush(maild_conn *c) {
   return 0;
 }
 
-/* Encrypts plaintext onto the socket (the handshake is done). */
+/* Encrypts plaintext onto the socket (the handshake is done): records
+   gather in the session's output until it is full, then leave together. */
 static int tls_send(maild_conn *c, const uint8_t *data, size_t len) {
   while (len > 0) {
     maild_ssize n = maild__tls_write(c->tls, data, len);
-    int err;
-    if (n == MAILD_ERR_AGAIN)
-      n = 0;
-    else if (n < 0)
+    if (n == MAILD_ERR_AGAIN) {
+      int err = tls_flush(c);
+      if (err != 0)
+        return err;
+      continue;
+    }
+    if (n < 0)
       return MAILD_ERR_IO;
-    err = tls_flush(c);
-    if (err != 0)
-      return err;
     data += n;
     len -= (size_t)n;
   }
-  return 0;
+  return tls_flush(c);
 }
 
-int maild__conn_write(maild_conn *c, const uint8_t *data, size_t len) {
-  if (c->closing)
-    return MAILD_ERR_IO;
+static int conn_send(maild_conn *c, const uint8_t *data, size_t len) {
   if (c->tls == NULL)
     return raw_write(c, data, len);
   if (c->tls_failed)
@@ -291,9 +316,36 @@ int maild__conn_write(maild_conn *c, const uint8_t *data, size_t len) {
   return tls_send(c, data, len);
 }
 
+int maild__conn_write(maild_conn *c, const uint8_t *data, size_t len) {
+  if (c->closing)
+    return MAILD_ERR_IO;
+  if (c->corked)
+    return maild__buf_append(&c->held, &c->mem, data, len);
+  return conn_send(c, data, len);
+}
+
+void maild__conn_cork(maild_conn *c) {
+  c->corked = 1;
+}
+
+int maild__conn_uncork(maild_conn *c) {
+  int err;
+
+  if (!c->corked)
+    return 0;
+  c->corked = 0;
+  if (c->closing || maild__buf_used(&c->held) == 0) {
+    maild__buf_clear(&c->held);
+    return c->closing ? MAILD_ERR_IO : 0;
+  }
+  err = conn_send(c, maild__buf_peek(&c->held), maild__buf_used(&c->held));
+  maild__buf_clear(&c->held);
+  return err;
+}
+
 size_t maild__conn_pending(const maild_conn *c) {
   return maild__buf_used(&c->wq) + maild__buf_used(&c->wf) +
-         maild__buf_used(&c->early);
+         maild__buf_used(&c->early) + maild__buf_used(&c->held);
 }
 
 int maild__conn_tls_start(maild_conn *c, struct maild_tls *tls) {
@@ -324,11 +376,10 @@ static void tls_fail(maild_conn *c, int err) {
     c->cb.on_eof(c, err == MAILD_ERR_CLOSED ? 0 : MAILD_ERR_IO, c->ud);
 }
 
-/* Drives the handshake; returns 1 when it just completed, 0 to wait, -1
-   on failure (reported). */
-static int tls_progress(maild_conn *c) {
-  int rc = maild__tls_handshake(c->tls);
-
+/* Acts on a handshake step's result `rc` (its output goes out first);
+   returns 1 when the handshake just completed, 0 to wait, -1 on failure
+   (reported). */
+static int tls_stepped(maild_conn *c, int rc) {
   if (tls_flush(c) != 0) {
     tls_fail(c, MAILD_ERR_IO);
     return -1;
@@ -391,11 +442,76 @@ static int tls_deliver(maild_conn *c) {
   }
 }
 
+/*
+ * Handshake steps with public-key work in them (ECDHE, signing, checking a
+ * certificate chain: about a millisecond with mbedTLS) run on the worker
+ * pool when the backend allows it, so that handshakes use every core and
+ * the loop keeps serving other connections meanwhile. The session belongs
+ * to the worker until the step returns: input that arrives meanwhile waits
+ * in `stash` (reading pauses, so that is one read at most), and nothing
+ * else touches `tls` (writes wait in `early`, as for any handshake).
+ */
+static void tls_input(maild_conn *c, const uint8_t *data, size_t len);
+
+static void hs_work(uv_work_t *req) {
+  maild_conn *c = req->data;
+
+  c->hs_rc = maild__tls_handshake(c->tls);
+}
+
+static void hs_done(uv_work_t *req, int status) {
+  maild_conn *c = req->data;
+  maild_buf rest;
+
+  (void)status;
+  c->hs_busy = 0;
+  if (c->closing) {
+    release(c);
+    return;
+  }
+  c->handles_open--;
+  if (c->stash_lost) {
+    tls_fail(c, MAILD_ERR_NOMEM);
+    return;
+  }
+  if (tls_stepped(c, c->hs_rc) < 0)
+    return;
+  /* Records that followed the handshake, then what arrived meanwhile. */
+  if (c->tls_ready && tls_deliver(c) != 0)
+    return;
+  if (maild__buf_used(&c->stash) > 0) {
+    rest = c->stash;
+    maild__buf_init(&c->stash, MAILD_CONN_READ_BUF);
+    tls_input(c, maild__buf_peek(&rest), maild__buf_used(&rest));
+    maild__buf_free(&rest, &c->mem);
+  }
+  sync_read(c);
+}
+
+/* Starts a handshake step on the worker pool; 0, or -1 to run it here. */
+static int hs_start(maild_conn *c) {
+  if (!maild__tls_handshake_threadsafe())
+    return -1;
+  c->hs_req.data = c;
+  if (uv_queue_work(c->tcp.loop, &c->hs_req, hs_work, hs_done) != 0)
+    return -1;
+  c->hs_busy = 1;
+  c->handles_open++;
+  sync_read(c);
+  return 0;
+}
+
 /* Ciphertext from the peer, fed in pieces the session can hold. */
 static void tls_input(maild_conn *c, const uint8_t *data, size_t len) {
   while (len > 0 && !c->closing && !c->tls_failed) {
-    size_t room = maild__tls_feed_room(c->tls);
-    size_t n = len < room ? len : room;
+    size_t room, n;
+    if (c->hs_busy) {
+      if (maild__buf_append(&c->stash, &c->mem, data, len) != 0)
+        c->stash_lost = 1; /* reported when the step returns */
+      return;
+    }
+    room = maild__tls_feed_room(c->tls);
+    n = len < room ? len : room;
     if (n == 0 || maild__tls_feed(c->tls, data, n) != 0) {
       tls_fail(c, MAILD_ERR_TLS);
       return;
@@ -403,7 +519,9 @@ static void tls_input(maild_conn *c, const uint8_t *data, size_t len) {
     data += n;
     len -= n;
     if (!c->tls_ready) {
-      if (tls_progress(c) < 0)
+      if (hs_start(c) == 0)
+        continue; /* the rest waits for the step */
+      if (tls_stepped(c, maild__tls_handshake(c->tls)) < 0)
         return;
       if (!c->tls_ready)
         continue; /* the handshake needs more input */
@@ -434,6 +552,7 @@ void maild__conn_close(maild_conn *c) {
 void maild__conn_close_after_flush(maild_conn *c) {
   if (c->closing || c->close_after_flush)
     return;
+  maild__conn_uncork(c);
   if (c->tls != NULL && c->tls_ready && !c->tls_failed) {
     maild__tls_close(c->tls); /* close_notify before the FIN */
     tls_flush(c);

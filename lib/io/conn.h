@@ -85,7 +85,18 @@ void maild__conn_read(maild_conn *c, int on);
 /* Queues octets (copied). Returns 0, MAILD_ERR_NOMEM or MAILD_ERR_IO. */
 int maild__conn_write(maild_conn *c, const uint8_t *data, size_t len);
 
-/* Octets queued and not yet written. */
+/*
+ * Corking: while corked, writes are only collected; uncorking sends them
+ * together, as few TLS records and system calls as they fit in. A session
+ * corks around one pass over its engine's output so that many small replies
+ * (pipelined commands) leave in one piece. Uncorking returns what
+ * maild__conn_write would (0, MAILD_ERR_NOMEM or MAILD_ERR_IO); corking
+ * twice, or uncorking when not corked, is harmless.
+ */
+void maild__conn_cork(maild_conn *c);
+int maild__conn_uncork(maild_conn *c);
+
+/* Octets queued and not yet written (corked ones included). */
 size_t maild__conn_pending(const maild_conn *c);
 
 /* Arms the deadline `ms` milliseconds from now; 0 disarms it. */

@@ -338,6 +338,14 @@ int maild__tls_handshake(maild_tls *t) {
   return session_fail(t, rc);
 }
 
+int maild__tls_handshake_threadsafe(void) {
+#if defined(MBEDTLS_THREADING_C)
+  return 1;
+#else
+  return 0;
+#endif
+}
+
 /* Pushes ciphertext the backend still holds from an earlier WANT_WRITE
    (an alert written while reading) into `out`. Returns 0, MAILD_ERR_AGAIN
    or a failure code. */

@@ -22,10 +22,14 @@
  * to "every allocation through maild_mem"; a failed backend allocation is
  * still reported as MAILD_ERR_NOMEM.
  *
- * Threading: a configuration and all the sessions made from it must be used
- * on one thread (the loop thread): they share the configuration's random
- * generator and reference count without locks. A configuration may be
- * created on another thread (a worker) and then handed over.
+ * Threading: a configuration and the sessions made from it belong to one
+ * thread (the loop thread), which creates and deletes sessions (the
+ * configuration's reference count has no lock). A configuration may be
+ * created on another thread (a worker) and then handed over. One exception:
+ * when maild__tls_handshake_threadsafe() says so, maild__tls_handshake()
+ * may run on worker threads, several sessions of one configuration at
+ * once, as long as each session is used by one thread at a time and
+ * handed over with a memory barrier (as uv_queue_work does).
  */
 #ifndef MAILD_IO_TLS_H
 #define MAILD_IO_TLS_H
@@ -201,6 +205,15 @@ int maild__tls_feed(maild_tls *t, const uint8_t *in, size_t len);
  * returns the same code; only output, consume and del remain useful.
  */
 int maild__tls_handshake(maild_tls *t);
+
+/*
+ * 1 when handshakes of sessions sharing a configuration may run on
+ * different threads at once: the backend locks the shared random generator
+ * and key (mbedTLS built with MBEDTLS_THREADING_C, as Debian's is), and the
+ * configuration's key was used once at creation, so nothing in it is
+ * computed lazily later. 0 otherwise: handshakes stay on the loop thread.
+ */
+int maild__tls_handshake_threadsafe(void);
 
 /*
  * Decrypts buffered input into `out[0..cap)`. Returns the number of octets

@@ -309,6 +309,20 @@ static int load_key(maild_tls_config *c, const char *path, char *err,
   return 0;
 }
 
+/*
+ * Signs once, so that whatever the backend computes and keeps on first use
+ * of the key (an EC key's table of multiples of the base point, in some
+ * builds) exists before handshakes on several worker threads share it.
+ */
+static int warm_key(maild_tls_config *c) {
+  unsigned char hash[32] = {0};
+  unsigned char sig[MBEDTLS_PK_SIGNATURE_MAX_SIZE];
+  size_t len = 0;
+
+  return mbedtls_pk_sign(&c->key, MBEDTLS_MD_SHA256, hash, sizeof(hash), sig,
+                         &len, mbedtls_ctr_drbg_random, &c->drbg);
+}
+
 int maild__tls_config_server_new(maild_tls_config **out, const char *cert_path,
                                  const char *key_path, const maild_mem *mem,
                                  char *err, size_t errlen) {
@@ -334,6 +348,9 @@ int maild__tls_config_server_new(maild_tls_config **out, const char *cert_path,
     rc = maild__tls_errf(err, errlen, MAILD_ERR_TLS,
                          "%s: key does not match certificate %s", key_path,
                          cert_path);
+  if (rc == 0 && warm_key(c) != 0)
+    rc = maild__tls_errf(err, errlen, MAILD_ERR_TLS,
+                         "%s: signing with the key failed", key_path);
   if (rc == 0 && mbedtls_ssl_conf_own_cert(&c->conf, &c->chain, &c->key) != 0)
     rc = maild__tls_errf(err, errlen, MAILD_ERR_NOMEM, "out of memory");
   if (rc != 0) {
