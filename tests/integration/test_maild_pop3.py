@@ -6,11 +6,13 @@ fetched and deleted by that user with the bytes compared end to end.
 TESTPLAN P1 (deletions only at QUIT), P2 ([IN-USE]), P3 (LIST sizes equal
 what RETR sends; dot-stuffing), P4 (UIDLs stable across a restart), P5
 (commands after STLS in the same packet are not executed), T4 (no login
-before TLS)."""
+before TLS). A pipelined burst of RETR and TOP over many messages of mixed
+sizes (read ahead in batches by the server) comes back byte for byte."""
 import base64
 import os
 import poplib
 import smtplib
+import socket
 import ssl
 import subprocess
 import sys
@@ -20,6 +22,7 @@ from maildtest import Maild, RawSMTP, Results, have  # noqa: E402
 
 r = Results()
 ALICE, BOB, PW = "alice@example.test", "bob@example.test", "pop pass"
+CAROL = "carol@example.test"
 LISTEN = ("smtp", "submission", "pop3", "pop3s")
 
 
@@ -29,7 +32,84 @@ def pop(m, ctx):
     return p
 
 
-with Maild(users={ALICE: PW, BOB: PW}, listen=LISTEN) as m:
+def plant(m, address, messages):
+    """Writes messages straight into the mailbox's new/, as another
+    delivery agent would: some names carry the size tags, some do not."""
+    d = m.mailbox_dir(address)
+    for sub in ("new", "cur", "tmp"):
+        os.makedirs(os.path.join(d, sub), exist_ok=True)
+    for i, data in enumerate(messages):
+        crlf = len(data) + data.count(b"\n") - data.count(b"\r\n")
+        tags = ",S=%d,W=%d" % (len(data), crlf) if i % 3 else ""
+        name = "17642%05d.M%dP1.planted%s" % (i, i, tags)
+        with open(os.path.join(d, "new", name), "wb") as f:
+            f.write(data)
+
+
+def read_multiline(f):
+    """One multi-line answer from a file-like socket: (status, body)."""
+    status = f.readline()
+    if not status.startswith(b"+OK"):
+        return status, None
+    out = []
+    while True:
+        line = f.readline()
+        if line in (b".\r\n", b""):
+            break
+        out.append(line[1:] if line.startswith(b"..") else line)
+    return status, b"".join(out)
+
+
+def pipelined_burst(m, ca):
+    sizes = [0, 1, 70, 4096, 4097, 200000, 131072, 131071, 12, 65536,
+             300, 5000, 9, 131073, 40000, 1]
+    msgs = []
+    for i, n in enumerate(sizes):
+        head = b"Subject: planted %d\r\n\r\n" % i
+        line = b".dot line %d and some text to fill the line\r\n" % i
+        body = (line * (n // len(line) + 1))[:max(n - 2, 0)] + b"\r\n"
+        msgs.append(head + body)
+    msgs.append(b"Subject: bare LF\n\nline one\n.line two\n")
+    plant(m, CAROL, msgs)
+    # The server lists in delivery order, which here is the name order.
+    want = [x.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+            for x in msgs]
+    ctx = ssl.create_default_context(cafile=ca)
+    raw = socket.create_connection(("127.0.0.1", m.ports["pop3s"][0]),
+                                   timeout=30)
+    s = ctx.wrap_socket(raw, server_hostname="localhost")
+    f = s.makefile("rb")
+    f.readline()
+    cmds = [b"USER " + CAROL.encode(), b"PASS " + PW.encode(), b"LIST"]
+    n = len(msgs)
+    order = list(range(1, n + 1)) + [n - 1, 3, 1]  # and some again
+    cmds += [b"RETR %d" % i for i in order]
+    cmds += [b"TOP %d 0" % i for i in (6, 2)] + [b"QUIT"]
+    s.sendall(b"".join(c + b"\r\n" for c in cmds))
+    ok = f.readline().startswith(b"+OK") and f.readline().startswith(b"+OK")
+    r.check("burst: USER and PASS pipelined", ok)
+    _, listing = read_multiline(f)
+    sizes_listed = [int(x.split()[1]) for x in listing.splitlines()]
+    r.check("burst: LIST sizes are what RETR will send",
+            sizes_listed == [len(w) for w in want],
+            (sizes_listed, [len(w) for w in want]))
+    bad = []
+    for i in order:
+        status, got = read_multiline(f)
+        if got != want[i - 1]:
+            bad.append((i, status, len(got or b""), len(want[i - 1])))
+    r.check("burst: %d pipelined RETRs return every message byte for byte"
+            % len(order), not bad, bad[:5])
+    tops = [read_multiline(f)[1] for _ in (6, 2)]
+    r.check("burst: TOP n 0 after RETRs gives the headers",
+            tops == [want[5].split(b"\r\n\r\n")[0] + b"\r\n\r\n",
+                     want[1].split(b"\r\n\r\n")[0] + b"\r\n\r\n"],
+            tops)
+    r.check("burst: QUIT answered", f.readline().startswith(b"+OK"))
+    s.close()
+
+
+with Maild(users={ALICE: PW, BOB: PW, CAROL: PW}, listen=LISTEN) as m:
     ca = os.path.join(m.data, "tls", "cert.pem")
     ctx = ssl.create_default_context(cafile=ca)
 
@@ -135,6 +215,8 @@ with Maild(users={ALICE: PW, BOB: PW}, listen=LISTEN) as m:
     p.pass_(PW)
     r.check("P5: nothing was deleted", p.stat()[0] == 1)
     p.quit()
+
+    pipelined_burst(m, ca)
 
     # curl, verifying the certificate.
     if have("curl"):
