@@ -12,6 +12,7 @@
 #include "maild/esmtp.h"
 #include "maild/reply.h"
 #include "maild/base64.h"
+#include "maild/smtp_client.h"
 #include "maild/smtp_server.h"
 #include "maild/sasl.h"
 #include "maild/pop3_server.h"

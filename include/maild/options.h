@@ -44,6 +44,8 @@ extern "C" {
   XX(STARTTLS, UINT, 0, 0, 1)                                                  \
   /* 1: the session is already TLS (implicit TLS port, RFC 8314). */           \
   XX(TLS_ACTIVE, UINT, 0, 0, 1)                                                \
+  /* SMTP client: 1: never send a message without TLS (fail with 4xx). */      \
+  XX(TLS_REQUIRED, UINT, 0, 0, 1)                                              \
   /* SASL mechanisms to offer, space separated ("PLAIN LOGIN"); unset: no      \
      AUTH. */                                                                  \
   XX(AUTH_MECHANISMS, STRING, 0, 0, 0)                                         \
