@@ -43,7 +43,8 @@ typedef enum value_kind {
   K_DURATION, /* milliseconds, written with ms/s/m/h/d */
   K_CHOICE,   /* one of the row's words; the field holds its index */
   K_LISTEN,   /* SERVICE ADDRESS:PORT */
-  K_ALIAS     /* ADDRESS TARGET... */
+  K_ALIAS,    /* ADDRESS TARGET... */
+  K_ROUTE     /* DOMAIN|* ADDRESS[:PORT] */
 } value_kind;
 
 /* The maild_option a setting maps to, plus one; 0 = none. */
@@ -79,6 +80,7 @@ static int set_number(parser *p, const setting *s, char **v, size_t n);
 static int set_choice(parser *p, const setting *s, char **v, size_t n);
 static int set_listen(parser *p, const setting *s, char **v, size_t n);
 static int set_alias(parser *p, const setting *s, char **v, size_t n);
+static int set_route(parser *p, const setting *s, char **v, size_t n);
 static int check_hostname(parser *p, char *value);
 static int check_domain(parser *p, char *value);
 static int check_user(parser *p, char *value);
@@ -94,6 +96,7 @@ static const kind_spec kinds[] = {
     [K_CHOICE] = {set_choice, 1, 1, 0},
     [K_LISTEN] = {set_listen, 2, 2, 1},
     [K_ALIAS] = {set_alias, 2, UINT_MAX, 1},
+    [K_ROUTE] = {set_route, 2, 2, 1},
 };
 
 static const char *const quota_answers[] = {"452", "552", NULL};
@@ -145,6 +148,19 @@ static const setting settings[] = {
   {.name = "tls-key", .kind = K_PATH, .field = FIELD(tls_key)},
   {.name = "log", .kind = K_CHOICE, .field = FIELD(log),
    .choices = log_targets},
+  {.name = "route", .kind = K_ROUTE},
+  {.name = "outbound-port", .kind = K_COUNT, .field = FIELD(outbound_port),
+   .option = OPT(OUTBOUND_PORT)},
+  {.name = "outbound-connections", .kind = K_COUNT,
+   .field = FIELD(outbound_connections), .option = OPT(OUTBOUND_CONNECTIONS)},
+  {.name = "retry-first", .kind = K_DURATION, .field = FIELD(retry_first_ms),
+   .option = OPT(RETRY_FIRST)},
+  {.name = "retry-max", .kind = K_DURATION, .field = FIELD(retry_max_ms),
+   .option = OPT(RETRY_MAX)},
+  {.name = "queue-lifetime", .kind = K_DURATION,
+   .field = FIELD(queue_lifetime_ms), .option = OPT(QUEUE_LIFETIME)},
+  {.name = "timeout-connect", .kind = K_DURATION,
+   .field = FIELD(timeout_connect_ms), .option = OPT(TIMEOUT_CONNECT)},
 };
 /* clang-format on */
 
@@ -797,6 +813,76 @@ static int set_alias(parser *p, const setting *s, char **v, size_t n) {
   return 0;
 }
 
+/* ---- route DOMAIN|* ADDRESS[:PORT] ---- */
+
+static void free_routes(maild_config *cfg) {
+  size_t i;
+
+  for (i = 0; i < cfg->nroutes; i++) {
+    free(cfg->routes[i].domain);
+    free(cfg->routes[i].address);
+  }
+  free(cfg->routes);
+  cfg->routes = NULL;
+  cfg->nroutes = 0;
+}
+
+static int set_route(parser *p, const setting *s, char **v, size_t n) {
+  maild_config *cfg = p->cfg;
+  maild_config_route r = {0}, *grown;
+  char addr[INET6_ADDRSTRLEN], *host = v[1], *port = NULL, *end;
+  unsigned char bin[16];
+  int family = AF_INET, rc;
+  size_t i;
+  (void)s, (void)n;
+
+  if (strcmp(v[0], "*") != 0 && (rc = check_domain(p, v[0])) < 0)
+    return rc;
+  if (host[0] == '[') {
+    host++;
+    end = strchr(host, ']');
+    if (end == NULL || (end[1] != '\0' && end[1] != ':'))
+      return fail(p, "route: bad address '%s' (write [IPv6]:PORT)", v[1]);
+    *end = '\0';
+    port = end[1] == ':' ? end + 2 : NULL;
+    family = AF_INET6;
+  } else if ((end = strchr(host, ':')) != NULL) {
+    if (strchr(end + 1, ':') != NULL)
+      return fail(p, "route: IPv6 address needs brackets in '%s'", v[1]);
+    *end = '\0';
+    port = end + 1;
+  }
+  if (inet_pton(family, host, bin) != 1 ||
+      inet_ntop(family, bin, addr, sizeof(addr)) == NULL)
+    return fail(p,
+                "route: '%s' is not a numeric IPv4 or [IPv6] address (host "
+                "names need the resolver, not available yet)",
+                host);
+  if (port != NULL && (parse_port(port, &r.port) < 0 || r.port == 0))
+    return fail(p, "route: bad port '%s'", port);
+  if (p->first)
+    free_routes(cfg);
+  for (i = 0; i < cfg->nroutes; i++) {
+    if (strcmp(cfg->routes[i].domain, v[0]) == 0)
+      return fail(p, "route: %s already has a route on line %u", v[0],
+                  cfg->routes[i].line);
+  }
+  r.domain = strdup(v[0]);
+  r.address = strdup(addr);
+  r.line = p->line;
+  grown = realloc(cfg->routes, (cfg->nroutes + 1) * sizeof(r));
+  if (r.domain == NULL || r.address == NULL || grown == NULL) {
+    free(r.domain);
+    free(r.address);
+    if (grown != NULL)
+      cfg->routes = grown;
+    return fail_nomem(p);
+  }
+  grown[cfg->nroutes++] = r;
+  cfg->routes = grown;
+  return 0;
+}
+
 /* ---- Lines ---- */
 
 static const setting *find_setting(const char *name) {
@@ -1043,6 +1129,7 @@ void maild_config_free(maild_config *cfg) {
   free(cfg->tls_cert);
   free(cfg->tls_key);
   free_listeners(cfg);
+  free_routes(cfg);
   for (i = 0; i < cfg->naliases; i++)
     free_alias(&cfg->aliases[i]);
   free(cfg->aliases);

@@ -90,6 +90,14 @@ typedef struct maild_config_alias {
   unsigned line;
 } maild_config_alias;
 
+/* `route DOMAIN|* ADDRESS[:PORT]`: where mail for other domains goes. */
+typedef struct maild_config_route {
+  char *domain;  /* lower-cased, or "*" */
+  char *address; /* numeric IPv4 or IPv6 address, no brackets */
+  uint16_t port; /* 0: outbound-port */
+  unsigned line;
+} maild_config_route;
+
 /*
  * A whole configuration. Every pointer is owned by the struct and freed by
  * maild_config_free(). Numeric settings that the library also knows hold
@@ -121,6 +129,14 @@ typedef struct maild_config {
   size_t ntrusted;
   char *tls_cert; /* `tls-cert`: PEM chain; NULL: generated in data-dir */
   char *tls_key;  /* `tls-key`: PEM key; NULL: generated in data-dir */
+  maild_config_route *routes; /* default: none */
+  size_t nroutes;
+  uint64_t outbound_port;        /* MAILD_OPT_OUTBOUND_PORT */
+  uint64_t outbound_connections; /* MAILD_OPT_OUTBOUND_CONNECTIONS */
+  uint64_t retry_first_ms;       /* MAILD_OPT_RETRY_FIRST */
+  uint64_t retry_max_ms;         /* MAILD_OPT_RETRY_MAX */
+  uint64_t queue_lifetime_ms;    /* MAILD_OPT_QUEUE_LIFETIME */
+  uint64_t timeout_connect_ms;   /* MAILD_OPT_TIMEOUT_CONNECT */
 } maild_config;
 
 /*

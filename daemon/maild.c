@@ -201,6 +201,24 @@ static maild_cidr_set *trusted_set(const maild_config *cfg) {
   return set;
 }
 
+/* The configuration's routes, handed to the server. */
+static int apply_routes(maild_server *srv, const maild_config *cfg) {
+  maild_route *r = calloc(cfg->nroutes + 1, sizeof(*r));
+  size_t i;
+  int rc;
+
+  if (r == NULL)
+    return MAILD_ERR_NOMEM;
+  for (i = 0; i < cfg->nroutes; i++) {
+    r[i].domain = cfg->routes[i].domain;
+    r[i].host = cfg->routes[i].address;
+    r[i].port = cfg->routes[i].port;
+  }
+  rc = maild_server_set_routes(srv, r, cfg->nroutes);
+  free(r);
+  return rc;
+}
+
 /* Users and aliases, after the listeners: a start that cannot bind its
    ports creates no account. Then says where it listens. */
 static int load_site(daemon_state *d) {
@@ -217,6 +235,8 @@ static int load_site(daemon_state *d) {
   if (d->trusted == NULL)
     return fail("out of memory");
   maild_server_set_trusted(d->srv, d->trusted);
+  if (apply_routes(d->srv, &d->cfg) != 0)
+    return fail("out of memory");
   for (i = 0; i < d->cfg.nlisteners && i < MAX_BOUND; i++) {
     const maild_config_listener *l = &d->cfg.listeners[i];
     printf("maild: %s listening on %s%s%s:%d\n",
@@ -437,6 +457,8 @@ static void reload_done(uv_work_t *req, int status) {
     maild_server_set_users(d->srv, d->new_site.users);
     maild_server_set_tls(d->srv, d->new_cred);
     maild_server_set_trusted(d->srv, d->new_trusted);
+    if (apply_routes(d->srv, &d->new_cfg) != 0)
+      log_line(d, LOG_ERR, "reload: out of memory; routes unchanged");
   }
   maild_tls_credentials_del(d->new_cred);
   d->new_cred = NULL;

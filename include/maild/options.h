@@ -81,7 +81,18 @@ extern "C" {
   XX(QUOTA_PERMANENT, UINT, 0, 0, 1)                                           \
   /* Bodies up to this size are kept in memory until the commit; larger        \
      ones are written to the spool as they arrive. */                          \
-  XX(BODY_MEMORY, UINT, 262144, 4096, 67108864)
+  XX(BODY_MEMORY, UINT, 262144, 4096, 67108864)                                \
+  /* Outbound delivery (relay). The port of other domains' servers. */         \
+  XX(OUTBOUND_PORT, UINT, 25, 1, 65535)                                        \
+  /* Milliseconds before the first retry; it doubles up to RETRY_MAX. */       \
+  XX(RETRY_FIRST, UINT, 300000, 1, UINT64_C(31536000000))                      \
+  XX(RETRY_MAX, UINT, 14400000, 1, UINT64_C(31536000000))                      \
+  /* Milliseconds a message may wait in the queue before it bounces. */        \
+  XX(QUEUE_LIFETIME, UINT, 432000000, 0, UINT64_C(31536000000))                \
+  /* Connections at once to one destination (host and port). */                \
+  XX(OUTBOUND_CONNECTIONS, UINT, 5, 1, 1000)                                   \
+  /* Milliseconds to connect to another server. */                             \
+  XX(TIMEOUT_CONNECT, UINT, 30000, 10, 86400000)
 
 typedef enum maild_option {
 #define MAILD_OPT_ENUM_(name, kind, def, min, max) MAILD_OPT_##name,

@@ -79,6 +79,28 @@ MAILD_EXTERN int maild_server_set_spool(maild_server *srv, const char *dir);
 MAILD_EXTERN void maild_server_set_store(maild_server *srv, maild_store *st);
 
 /*
+ * Where mail for other domains goes: `domain` ("*" for every domain
+ * without a route of its own; matched without regard to case) to `host`
+ * (an IPv4 or IPv6 address) and `port` (0: the OUTBOUND_PORT option).
+ * Without a route, mail for a domain waits in the queue (temporary
+ * failure, retried) until the domain can be resolved.
+ */
+typedef struct maild_route {
+  const char *domain;
+  const char *host;
+  unsigned port;
+} maild_route;
+
+/*
+ * Replaces the routes (copied). May be called again (reload); attempts in
+ * progress finish on the old routes. Returns 0, MAILD_ERR_INVAL (a NULL or
+ * empty domain, a host that is not an address, port over 65535) or
+ * MAILD_ERR_NOMEM (the old routes stay).
+ */
+MAILD_EXTERN int maild_server_set_routes(maild_server *srv,
+                                         const maild_route *routes, size_t n);
+
+/*
  * Sets the certificate for STARTTLS (offered on smtp and submission
  * listeners once set) and for smtps listeners (implicit TLS, RFC 8314),
  * whose connections are closed while none is set. The server takes its

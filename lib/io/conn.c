@@ -24,6 +24,7 @@ struct maild_conn {
   uv_write_t wreq;
   uv_shutdown_t sreq;
   uv_work_t hs_req; /* a handshake step on the worker pool */
+  uv_connect_t creq;
   maild_mem mem;
   maild_conn_cb cb;
   void *ud;
@@ -170,6 +171,24 @@ int maild__conn_start(maild_conn *c) {
   return uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0
              ? 0
              : MAILD_ERR_IO;
+}
+
+static void on_connected(uv_connect_t *req, int status) {
+  maild_conn *c = req->data;
+
+  if (c->closing)
+    return;
+  if (status == 0 && maild__conn_start(c) != 0)
+    status = -1;
+  if (c->cb.on_connect != NULL)
+    c->cb.on_connect(c, status == 0 ? 0 : MAILD_ERR_IO, c->ud);
+}
+
+int maild__conn_connect(maild_conn *c, const struct sockaddr *addr) {
+  c->creq.data = c;
+  if (uv_tcp_connect(&c->creq, &c->tcp, addr, on_connected) != 0)
+    return MAILD_ERR_IO;
+  return 0;
 }
 
 /* Reads while the protocol wants input and no handshake step is away. */
@@ -352,6 +371,19 @@ int maild__conn_tls_start(maild_conn *c, struct maild_tls *tls) {
   if (c->tls != NULL || c->closing)
     return MAILD_ERR_STATE;
   c->tls = tls;
+  return 0;
+}
+
+static int tls_stepped(maild_conn *c, int rc);
+static int hs_start(maild_conn *c);
+
+int maild__conn_tls_connect(maild_conn *c, struct maild_tls *tls) {
+  int err = maild__conn_tls_start(c, tls);
+
+  if (err != 0)
+    return err;
+  if (hs_start(c) != 0)
+    tls_stepped(c, maild__tls_handshake(c->tls));
   return 0;
 }
 

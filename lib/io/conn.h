@@ -42,6 +42,9 @@ typedef struct maild_conn_cb {
   /* The TLS handshake started with maild__conn_tls_start() ended: 0, or
      a negative error with maild__conn_tls_error() saying why. */
   void (*on_tls)(maild_conn *c, int err, void *ud);
+  /* maild__conn_connect() ended: 0 (reading has started), or
+     MAILD_ERR_IO. */
+  void (*on_connect)(maild_conn *c, int err, void *ud);
 } maild_conn_cb;
 
 struct maild_tls;
@@ -54,6 +57,10 @@ struct maild_tls;
  * (RFC 8314). Returns 0 or MAILD_ERR_STATE (already TLS).
  */
 int maild__conn_tls_start(maild_conn *c, struct maild_tls *tls);
+
+/* As maild__conn_tls_start() for the client side: also sends the first
+   handshake flight (ClientHello) now. */
+int maild__conn_tls_connect(maild_conn *c, struct maild_tls *tls);
 
 /* "TLSv1.2 with cipher ..." once the handshake is done, else NULL. */
 const char *maild__conn_tls_info(const maild_conn *c);
@@ -78,6 +85,10 @@ uv_stream_t *maild__conn_stream(maild_conn *c);
 /* Starts reading after a successful accept and records the peer address.
    Returns 0 or MAILD_ERR_IO. */
 int maild__conn_start(maild_conn *c);
+
+/* Connects to `addr` (outbound); on_connect follows. Returns 0 or
+   MAILD_ERR_IO. */
+int maild__conn_connect(maild_conn *c, const struct sockaddr *addr);
 
 /* Starts or stops reading (idempotent). */
 void maild__conn_read(maild_conn *c, int on);

@@ -6,6 +6,8 @@
  */
 #include "proto/received.h"
 
+#include "core/date.h"
+
 #include <string.h>
 #include <time.h>
 
@@ -46,24 +48,9 @@ static void add_helo(out *o, const char *helo) {
 }
 
 static void add_date(out *o, int64_t t) {
-  static const char *const days[] = {"Sun", "Mon", "Tue", "Wed",
-                                     "Thu", "Fri", "Sat"};
-  static const char *const months[] = {"Jan", "Feb", "Mar", "Apr",
-                                       "May", "Jun", "Jul", "Aug",
-                                       "Sep", "Oct", "Nov", "Dec"};
-  time_t tt = (time_t)t;
-  struct tm tm;
-  char buf[64];
-  size_t n;
+  char buf[MAILD_DATE_SIZE];
 
-  if (gmtime_r(&tt, &tm) == NULL)
-    memset(&tm, 0, sizeof(tm));
-  n = strftime(buf, sizeof(buf), ", %d ", &tm);
-  adds(o, days[tm.tm_wday % 7]);
-  add(o, buf, n);
-  adds(o, months[tm.tm_mon % 12]);
-  n = strftime(buf, sizeof(buf), " %Y %H:%M:%S +0000", &tm);
-  add(o, buf, n);
+  add(o, buf, maild__date_format(buf, t));
 }
 
 const char *maild__received_protocol(int esmtp, int tls, int auth,

@@ -286,19 +286,31 @@ static void refuse_delivery(delivery *d) {
     refuse(d, 550, "5.1.1", "Error: mailbox unavailable");
 }
 
-/* Records the recipients' state so a retry skips those done. */
+/* Records the recipients' state so a retry skips those done; removes the
+   entry once no recipient is pending (outbound may have finished its
+   part meanwhile: the lock keeps the two from losing each other's
+   updates). */
 static void record_progress(delivery *d) {
+  maild_server *srv = d->srv;
   maild_envelope *env;
   size_t i;
+  int final = 1;
 
-  if (maild__spool_load(d->srv->spool, d->id, &env) != 0)
-    return;
-  for (i = 0; i < env->nrcpt && i < d->nrcpts; i++) {
-    if (d->rcpts[i].done)
-      env->rcpt[i].state = MAILD_RCPT_DONE;
+  uv_mutex_lock(&srv->env_lock);
+  if (maild__spool_load(srv->spool, d->id, &env) == 0) {
+    for (i = 0; i < env->nrcpt; i++) {
+      if (i < d->nrcpts && d->rcpts[i].done)
+        env->rcpt[i].state = MAILD_RCPT_DONE;
+      if (env->rcpt[i].state == MAILD_RCPT_PENDING)
+        final = 0;
+    }
+    if (final)
+      maild__spool_remove(srv->spool, d->id);
+    else
+      maild__spool_update(srv->spool, env);
+    maild__spool_envelope_free(srv->spool, env);
   }
-  maild__spool_update(d->srv->spool, env);
-  maild__spool_envelope_free(d->srv->spool, env);
+  uv_mutex_unlock(&srv->env_lock);
 }
 
 static size_t remote_count(const delivery *d) {
@@ -540,6 +552,16 @@ static void arm_retry(maild_server *srv) {
 
 void maild__delivery_done(delivery *d) {
   maild_server *srv = d->srv;
+
+  /* Committed with recipients in other domains: the outbound queue takes
+     them (once per message). */
+  if (!d->outbound_queued && d->result == 0 && d->id[0] != '\0' &&
+      remote_count(d) > 0 && !srv->closing) {
+    d->outbound_queued = 1;
+    if (maild__outbound_enqueue(srv, d->id, d->arrival_usec) != 0)
+      maild__log(srv, MAILD_LOG_ERROR,
+                 "%s: out of memory; queued for the next start", d->id);
+  }
 
   if (!d->retry_later || srv->closing) {
     maild__delivery_free(d);

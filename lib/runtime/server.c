@@ -130,11 +130,20 @@ int maild_server_new(maild_server **out, uv_loop_t *loop,
     maild__free(&m, srv);
     return MAILD_ERR_NOMEM;
   }
+  if (maild__outbound_init(srv, opt) != 0) {
+    maild_options_del(srv->opt);
+    maild_options_del(srv->opt_starttls);
+    maild_options_del(srv->opt_implicit);
+    maild__free(&m, srv->scratch);
+    maild__free(&m, srv->hostname);
+    maild__free(&m, srv);
+    return MAILD_ERR_NOMEM;
+  }
   uv_timer_init(loop, &srv->retry_timer);
   uv_timer_init(loop, &srv->shutdown_timer);
   srv->retry_timer.data = srv;
   srv->shutdown_timer.data = srv;
-  srv->handles_open = 2;
+  srv->handles_open = 3; /* with outbound.c's timer */
   *out = srv;
   return 0;
 }
@@ -285,8 +294,8 @@ static int start_session(maild_server *srv, maild_conn *c, const char *peer,
 static void on_connection(maild_listener *l, void *ud) {
   listener_slot *slot = ud;
   maild_server *srv = slot->srv;
-  static const maild_conn_cb refused_cb = {NULL, on_refused_eof,   NULL,
-                                           NULL, on_refused_close, NULL};
+  static const maild_conn_cb refused_cb = {
+      NULL, on_refused_eof, NULL, NULL, on_refused_close, NULL, NULL};
   maild_conn *c;
   const char *peer;
   ip_count *ipc;
@@ -351,6 +360,12 @@ int maild_server_start(maild_server *srv) {
   if (srv->started)
     return 0;
   srv->started = 1;
+  /* Opportunistic STARTTLS for outbound mail (RFC 7435): no verification,
+     so no CA file to read; a failure only means plaintext. */
+  if (srv->tls_client == NULL &&
+      maild__tls_config_client_new(&srv->tls_client, NULL, 0, &srv->mem, NULL,
+                                   0) != 0)
+    srv->tls_client = NULL;
   return maild__delivery_rescan(srv);
 }
 
@@ -366,6 +381,7 @@ static void on_handle_closed(uv_handle_t *h) {
     srv->ips = c->next;
     maild__free(&srv->mem, c);
   }
+  maild__outbound_free(srv);
   maild__spool_close(srv->spool);
   if (srv->tls != NULL)
     maild__tls_config_release(srv->tls);
@@ -385,7 +401,7 @@ void maild__server_maybe_closed(maild_server *srv) {
 
   if (!srv->closing || srv->nsessions > 0 || srv->jobs > 0 ||
       srv->commit_queue != NULL || srv->commit_batch != NULL ||
-      srv->handles_open != 2)
+      !maild__outbound_idle(srv) || srv->handles_open != 3)
     return;
   while ((d = srv->retry) != NULL) {
     srv->retry = d->next;
@@ -395,6 +411,7 @@ void maild__server_maybe_closed(maild_server *srv) {
   uv_timer_stop(&srv->shutdown_timer);
   uv_close((uv_handle_t *)&srv->retry_timer, on_handle_closed);
   uv_close((uv_handle_t *)&srv->shutdown_timer, on_handle_closed);
+  uv_close((uv_handle_t *)&srv->out_timer, on_handle_closed);
 }
 
 /* Ends every session; `force` also ends those in a transaction. */
@@ -431,6 +448,7 @@ void maild_server_close(maild_server *srv,
     maild__listener_close(srv->listeners[i].l);
   srv->nlisteners = 0;
   uv_timer_stop(&srv->retry_timer);
+  maild__outbound_shutdown(srv);
   if (srv->nsessions > 0) {
     shutdown_sessions(srv, 0);
     uv_timer_start(&srv->shutdown_timer, on_shutdown_timeout,

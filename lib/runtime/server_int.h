@@ -15,6 +15,7 @@
 #include "io/listener.h"
 #include "io/tls.h"
 #include "maild/tls.h"
+#include "queue/schedule.h"
 #include "queue/spool.h"
 
 #define MAX_LISTENERS 16
@@ -22,6 +23,15 @@
 typedef struct smtp_session smtp_session;
 typedef struct pop3_session pop3_session;
 typedef struct delivery delivery;
+typedef struct out_msg out_msg;
+typedef struct out_dest out_dest;
+typedef struct out_session out_session;
+
+/* A route (outbound.c): mail for `domain` ("*": any) goes to `addr`. */
+typedef struct out_route {
+  char *domain;
+  struct sockaddr_storage addr;
+} out_route;
 
 typedef struct listener_slot {
   maild_listener *l;
@@ -85,6 +95,22 @@ struct maild_server {
   int handles_open;
   void (*close_cb)(maild_server *srv, void *user_data);
   uint32_t rng; /* xorshift state for queue ids, seeded at creation */
+
+  /* Outbound delivery (outbound.c). */
+  out_route *routes;
+  size_t nroutes;
+  out_msg *out_msgs; /* every queued message with remote recipients */
+  size_t out_queued, out_active;
+  out_dest *dests;
+  out_session *out_sessions;
+  size_t nout_sessions;
+  uv_timer_t out_timer;
+  maild_tls_config *tls_client; /* opportunistic STARTTLS; NULL: none */
+  maild_retry_policy retry_policy;
+  unsigned outbound_port;
+  size_t outbound_conns;
+  uint64_t timeout_connect;
+  uv_mutex_t env_lock; /* serialises load-modify-update of envelopes */
 };
 
 /* server.c */
@@ -140,6 +166,19 @@ int maild__pop3_session_start(maild_server *srv, maild_conn *conn,
 void maild__pop3_session_shutdown(pop3_session *s);
 pop3_session *maild__pop3_session_next(pop3_session *s);
 
+/* outbound.c */
+int maild__outbound_init(maild_server *srv, const maild_options *opt);
+/* Queues a committed message whose remote recipients wait; its first
+   attempt starts at once. Returns 0 or MAILD_ERR_NOMEM. */
+int maild__outbound_enqueue(maild_server *srv, const char *id,
+                            int64_t arrival_usec);
+/* Ends the outbound sessions (their recipients stay queued). */
+void maild__outbound_shutdown(maild_server *srv);
+/* 1 when no outbound session or attempt is left. */
+int maild__outbound_idle(const maild_server *srv);
+/* Frees the queue and routes (after every handle closed). */
+void maild__outbound_free(maild_server *srv);
+
 /* delivery.c */
 typedef struct delivery_rcpt {
   char *addr;   /* the mailbox's address, local@domain */
@@ -185,7 +224,8 @@ struct delivery {
   size_t done_count;
   void (*done)(delivery *d, void *ud);
   void *ud;
-  delivery *next; /* retry list */
+  int outbound_queued; /* handed to the outbound queue */
+  delivery *next;      /* retry list */
   uint64_t retry_at;
 };
 

@@ -712,7 +712,7 @@ void maild__smtp_session_shutdown(smtp_session *s, int force) {
 int maild__smtp_session_start(maild_server *srv, maild_conn *conn,
                               const char *peer, maild_service service) {
   static const maild_conn_cb conn_cb = {on_read,    on_eof,   on_drain,
-                                        on_timeout, on_close, on_tls};
+                                        on_timeout, on_close, on_tls, NULL};
   const maild_options *opt = maild__server_options(srv, service);
   smtp_session *s = maild__calloc(&srv->mem, 1, sizeof(*s));
 

@@ -94,7 +94,13 @@ with Maild(users={ALICE: PW, BOB: PW},
     r.check("relay after AUTH: accepted", refused == {}, refused)
     r.check("relay after AUTH: the local copy is delivered",
             len(m.mailbox(BOB, wait=10)) == 1)
-    queued = [f for f in m.spool_files() if f.endswith(".env")]
+    # With no route to elsewhere.example it is deferred, and stays queued.
+    r.check("relay after AUTH: no route, so deferred",
+            m.wait_log(r"to=<friend@elsewhere.example>, relay=none, .*"
+                       r"status=deferred \(451 4.4.3 No route", timeout=10),
+            m.log()[-400:])
+    queued = [f for f in m.spool_files()
+              if f.startswith("queue/") and f.endswith(".env")]
     r.check("relay after AUTH: one message waits in the spool", len(queued) == 1,
             m.spool_files())
     out = m.ctl("queue", "list").stdout
@@ -111,7 +117,8 @@ with Maild(users={ALICE: PW, BOB: PW},
     r.check("after a restart: still queued, nothing set aside",
             m.wait_log(r"spool: 1 message\(s\) found, 0 set aside",
                        timeout=30) and
-            len([f for f in m.spool_files() if f.endswith(".env")]) == 1,
+            len([f for f in m.spool_files()
+                 if f.startswith("queue/") and f.endswith(".env")]) == 1,
             m.log()[-400:])
     r.check("after a restart: Bob still has one copy",
             len(m.mailbox(BOB, wait=2)) == 1)
@@ -126,8 +133,10 @@ with Maild(users={ALICE: PW}, extra="trusted-networks 10.0.0.0/8 "
     s.quit()
     r.check("trusted network: relaying accepted without AUTH", refused == {},
             refused)
+    m.wait_log("to=<ops@elsewhere.example>.*status=deferred", timeout=10)
     r.check("trusted network: the message waits in the spool",
-            len([f for f in m.spool_files() if f.endswith(".env")]) == 1)
+            len([f for f in m.spool_files()
+                 if f.startswith("queue/") and f.endswith(".env")]) == 1)
 with Maild(users={ALICE: PW}, extra="trusted-networks 10.0.0.0/8") as m:
     s = smtplib.SMTP("127.0.0.1", m.port, timeout=30)
     s.ehlo("app.internal")

@@ -1,0 +1,1161 @@
+/*
+ * Outbound delivery: the queue of messages with recipients in other
+ * domains, and the SMTP client sessions that hand them over.
+ *
+ * A queued message (out_msg) is only an id, its arrival time and its retry
+ * state; everything else stays in the spool. When it is due, an attempt
+ * loads the envelope on the worker pool, splits the pending remote
+ * recipients by domain into jobs, and queues each job at its destination
+ * (the route's address and port). A destination runs up to
+ * OUTBOUND_CONNECTIONS sessions; each session takes jobs one after another
+ * over the same connection (the SMTP client engine, opportunistic
+ * STARTTLS) and reads the body from the spool file on the worker pool.
+ * When every job of an attempt has its results, they are made durable in
+ * the envelope (and the spool entry removed once every recipient is final)
+ * before the next attempt is scheduled by the retry schedule
+ * (queue/schedule.h): at least once, never lost.
+ *
+ * Results: 2xx delivered (DONE), 5xx bounced (FAILED), anything else
+ * retried; a message still pending when its lifetime ends expires: its
+ * remaining recipients fail with 4.4.7. One log line per recipient and
+ * attempt, in the style of Postfix's.
+ */
+#include "runtime/server_int.h"
+
+#include "core/ascii.h"
+#include "core/mem.h"
+#include "maild/directory.h"
+#include "maild/error.h"
+#include "maild/esmtp.h"
+#include "maild/reply.h"
+#include "maild/smtp_client.h"
+#include "queue/dsn.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define READ_PIECE   (64u * 1024u)
+#define RESULT_TEMP  3u /* a temporary failure: retried */
+#define RESULT_INJOB 4u /* in a job of the attempt, no result yet */
+#define REASON_MAX   300u
+#define MSGS_ACTIVE  1000u           /* attempts in flight at once */
+#define FULL_MAX     (1024u * 1024u) /* RET=FULL up to this, else headers */
+#define HEADERS_MAX  (64u * 1024u)   /* header section read for a bounce */
+
+/* Why a recipient failed, for its bounce. */
+typedef struct out_fail {
+  char status[MAILD_ENHANCED_MAX + 1];
+  char relay[80];
+  char diag[REASON_MAX + 1];
+} out_fail;
+
+typedef struct out_job out_job;
+
+struct out_msg {
+  out_msg *next, *prev;
+  maild_server *srv;
+  char id[MAILD_SPOOL_ID_LEN + 1];
+  int64_t arrival_usec;
+  unsigned attempts;
+  uint64_t due; /* uv_now() time of the next attempt */
+  int busy;     /* an attempt runs */
+  /* The attempt. */
+  uv_work_t req;
+  maild_envelope *env;
+  int fd;
+  int err;
+  uint8_t *result;  /* per recipient: 0, DONE, FAILED or RESULT_TEMP */
+  out_fail *fail;   /* per recipient, once one failed for good */
+  maild_buf bounce; /* the notification to send, built with the results */
+  size_t jobs_left;
+  int all_final;
+  int expired;
+};
+
+struct out_job {
+  out_job *next;
+  out_msg *m;
+  size_t *idx; /* recipients of the envelope in this job */
+  size_t n;
+  char domain[256];
+};
+
+struct out_dest {
+  out_dest *next;
+  maild_server *srv;
+  struct sockaddr_storage addr;
+  char name[80]; /* "[192.0.2.1]:25" for the log */
+  out_job *jobs, **tail;
+  size_t njobs;    /* in `jobs` */
+  size_t sessions; /* open */
+  size_t starting; /* open and not yet ready for a first job */
+};
+
+struct out_session {
+  out_session *next, *prev;
+  maild_server *srv;
+  out_dest *dest;
+  maild_conn *conn;
+  maild_smtp_client *eng;
+  out_job *job;
+  int connected, tls_started, closing, conn_gone;
+  int took_job; /* at least one job went through this session */
+  int starting; /* counted in dest->starting */
+  int last_phase;
+  char why[200]; /* how the session ended, when it failed */
+  /* Body reads. */
+  uv_work_t req;
+  int reading;
+  uint8_t *buf;
+  size_t len, pos;
+  uint64_t off; /* octets of the body read so far */
+  int eof, rerr;
+};
+
+static void arm_timer(maild_server *srv);
+static void dest_kick(out_dest *d);
+static void attempt_done(out_msg *m);
+
+/* ---- Setup ---- */
+
+int maild__outbound_init(maild_server *srv, const maild_options *opt) {
+#define U(name) maild_options_get_uint(opt, MAILD_OPT_##name)
+  maild__retry_policy_default(&srv->retry_policy);
+  srv->retry_policy.first_ms = U(RETRY_FIRST);
+  srv->retry_policy.max_ms = U(RETRY_MAX);
+  if (srv->retry_policy.max_ms < srv->retry_policy.first_ms)
+    srv->retry_policy.max_ms = srv->retry_policy.first_ms;
+  srv->retry_policy.lifetime_ms = U(QUEUE_LIFETIME);
+  srv->outbound_port = (unsigned)U(OUTBOUND_PORT);
+  srv->outbound_conns = (size_t)U(OUTBOUND_CONNECTIONS);
+  srv->timeout_connect = U(TIMEOUT_CONNECT);
+#undef U
+  if (uv_mutex_init(&srv->env_lock) != 0)
+    return MAILD_ERR_NOMEM;
+  uv_timer_init(srv->loop, &srv->out_timer);
+  srv->out_timer.data = srv;
+  return 0;
+}
+
+static void free_routes(maild_server *srv, out_route *r, size_t n) {
+  size_t i;
+
+  for (i = 0; i < n; i++)
+    maild__free(&srv->mem, r[i].domain);
+  maild__free(&srv->mem, r);
+}
+
+static int parse_addr(const char *host, unsigned port,
+                      struct sockaddr_storage *ss) {
+  memset(ss, 0, sizeof(*ss));
+  if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ss) == 0)
+    return 0;
+  if (uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)ss) == 0)
+    return 0;
+  return MAILD_ERR_INVAL;
+}
+
+int maild_server_set_routes(maild_server *srv, const maild_route *routes,
+                            size_t n) {
+  out_route *r;
+  size_t i;
+
+  if (srv == NULL || (routes == NULL && n > 0))
+    return MAILD_ERR_INVAL;
+  r = n > 0 ? maild__calloc(&srv->mem, n, sizeof(*r)) : NULL;
+  if (n > 0 && r == NULL)
+    return MAILD_ERR_NOMEM;
+  for (i = 0; i < n; i++) {
+    const maild_route *in = &routes[i];
+    unsigned port = in->port != 0 ? in->port : srv->outbound_port;
+    if (in->domain == NULL || in->domain[0] == '\0' || in->host == NULL ||
+        in->port > 65535 || parse_addr(in->host, port, &r[i].addr) != 0) {
+      free_routes(srv, r, n);
+      return MAILD_ERR_INVAL;
+    }
+    r[i].domain = maild__strndup(&srv->mem, in->domain, strlen(in->domain));
+    if (r[i].domain == NULL) {
+      free_routes(srv, r, n);
+      return MAILD_ERR_NOMEM;
+    }
+  }
+  free_routes(srv, srv->routes, srv->nroutes);
+  srv->routes = r;
+  srv->nroutes = n;
+  return 0;
+}
+
+static const out_route *find_route(const maild_server *srv, const char *dom) {
+  const out_route *star = NULL;
+  size_t i;
+
+  for (i = 0; i < srv->nroutes; i++) {
+    const char *rd = srv->routes[i].domain;
+    if (strcmp(rd, "*") == 0)
+      star = star != NULL ? star : &srv->routes[i];
+    else if (maild__ascii_caseeq(dom, strlen(dom), rd) &&
+             strlen(rd) == strlen(dom))
+      return &srv->routes[i];
+  }
+  return star;
+}
+
+/* ---- The queue ---- */
+
+static uint64_t wall_ms(void) {
+  uv_timeval64_t tv;
+
+  if (uv_gettimeofday(&tv) != 0)
+    return 0;
+  return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
+}
+
+int maild__outbound_enqueue(maild_server *srv, const char *id,
+                            int64_t arrival_usec) {
+  out_msg *m;
+
+  if (srv->closing)
+    return 0; /* found again at the next start */
+  m = maild__calloc(&srv->mem, 1, sizeof(*m));
+  if (m == NULL)
+    return MAILD_ERR_NOMEM;
+  m->srv = srv;
+  snprintf(m->id, sizeof(m->id), "%s", id);
+  m->arrival_usec = arrival_usec;
+  m->fd = -1;
+  m->due = uv_now(srv->loop);
+  m->next = srv->out_msgs;
+  if (m->next != NULL)
+    m->next->prev = m;
+  srv->out_msgs = m;
+  srv->out_queued++;
+  arm_timer(srv);
+  return 0;
+}
+
+static void msg_free(out_msg *m) {
+  maild_server *srv = m->srv;
+
+  if (m->prev != NULL)
+    m->prev->next = m->next;
+  else
+    srv->out_msgs = m->next;
+  if (m->next != NULL)
+    m->next->prev = m->prev;
+  srv->out_queued--;
+  if (m->fd >= 0)
+    close(m->fd);
+  maild__spool_envelope_free(srv->spool, m->env);
+  maild__free(&srv->mem, m->result);
+  maild__free(&srv->mem, m->fail);
+  maild__buf_free(&m->bounce, &srv->mem);
+  maild__free(&srv->mem, m);
+}
+
+/* ---- Logging ---- */
+
+static void log_result(out_msg *m, size_t i, const char *relay,
+                       const maild_smtp_client_reply *r, const char *status) {
+  maild_server *srv = m->srv;
+  double delay =
+      (double)(wall_ms() - (uint64_t)(m->arrival_usec / 1000)) / 1000.0;
+  int n = (int)(r->text_len < REASON_MAX ? r->text_len : REASON_MAX);
+  char text[REASON_MAX + 1];
+  int k;
+
+  memcpy(text, r->text, (size_t)n);
+  for (k = 0; k < n; k++)
+    if (text[k] == '\n' || maild__ascii_is_ctl((unsigned char)text[k]))
+      text[k] = ' ';
+  /* A server's text starts with its enhanced code already. */
+  maild__log(srv, status[0] == 's' ? MAILD_LOG_INFO : MAILD_LOG_WARNING,
+             "%s: to=<%s>, relay=%s, delay=%.2f, status=%s (%d%s%s %.*s)",
+             m->id, m->env->rcpt[i].addr, relay, delay < 0 ? 0.0 : delay,
+             status, r->code, r->local && r->enhanced[0] ? " " : "",
+             r->local ? r->enhanced : "", n, text);
+}
+
+/* Keeps what the bounce will say about recipient `i`. */
+static void note_failure(out_msg *m, size_t i, const char *relay,
+                         const maild_smtp_client_reply *r) {
+  out_fail *f;
+  size_t n;
+
+  if (m->fail == NULL)
+    m->fail = maild__calloc(&m->srv->mem, m->env->nrcpt, sizeof(*m->fail));
+  if (m->fail == NULL)
+    return; /* the bounce says less */
+  f = &m->fail[i];
+  snprintf(f->status, sizeof(f->status), "%s",
+           r->enhanced[0]   ? r->enhanced
+           : r->code >= 500 ? "5.0.0"
+                            : "4.0.0");
+  snprintf(f->relay, sizeof(f->relay), "%s", r->local ? "" : relay);
+  n = (size_t)snprintf(f->diag, sizeof(f->diag), "%d ", r->code);
+  if (r->local && r->enhanced[0])
+    n += (size_t)snprintf(f->diag + n, sizeof(f->diag) - n, "%s ", r->enhanced);
+  if (n < sizeof(f->diag)) {
+    size_t k = r->text_len < sizeof(f->diag) - 1 - n ? r->text_len
+                                                     : sizeof(f->diag) - 1 - n;
+    memcpy(f->diag + n, r->text, k);
+    f->diag[n + k] = '\0';
+  }
+}
+
+static void set_result(out_msg *m, size_t i, const char *relay,
+                       const maild_smtp_client_reply *r) {
+  const char *status;
+
+  if (r->code >= 200 && r->code < 300) {
+    m->result[i] = MAILD_RCPT_DONE;
+    status = "sent";
+  } else if (r->code >= 500) {
+    m->result[i] = MAILD_RCPT_FAILED;
+    status = "bounced";
+    note_failure(m, i, relay, r);
+  } else {
+    m->result[i] = RESULT_TEMP;
+    status = "deferred";
+  }
+  log_result(m, i, relay, r, status);
+}
+
+static void job_finish(out_job *j) {
+  out_msg *m = j->m;
+
+  maild__free(&m->srv->mem, j->idx);
+  maild__free(&m->srv->mem, j);
+  if (--m->jobs_left == 0)
+    attempt_done(m);
+}
+
+/* Every recipient of the job gets `r` (a local failure), then it ends. */
+static void job_fail(out_job *j, const char *relay, int code, const char *enh,
+                     const char *text) {
+  maild_smtp_client_reply r = {code, enh, text, strlen(text), 1};
+  size_t k;
+
+  for (k = 0; k < j->n; k++)
+    set_result(j->m, j->idx[k], relay, &r);
+  job_finish(j);
+}
+
+/* ---- Sessions ---- */
+
+static void session_pump(out_session *s);
+static void session_free(out_session *s);
+
+static int on_read_body(maild_smtp_client *c, uint8_t *buf, size_t cap,
+                        size_t *len, void *ud);
+
+static void body_work(uv_work_t *req) {
+  out_session *s = req->data;
+  out_msg *m = s->job->m;
+  uint64_t at = (uint64_t)m->env->return_path_len + s->off;
+  ssize_t n;
+
+  do
+    n = pread(m->fd, s->buf, READ_PIECE, (off_t)at);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    s->rerr = MAILD_ERR_IO;
+    s->len = 0;
+    return;
+  }
+  s->len = (size_t)n;
+  s->pos = 0;
+  s->off += (uint64_t)n;
+  s->eof = n == 0 || at + (uint64_t)n >= m->env->msg_size;
+}
+
+static void session_close(out_session *s) {
+  if (s->closing)
+    return;
+  s->closing = 1;
+  maild__conn_close_after_flush(s->conn);
+}
+
+static void body_done(uv_work_t *req, int status) {
+  out_session *s = req->data;
+
+  (void)status;
+  s->reading = 0;
+  s->srv->jobs--;
+  if (s->conn_gone) {
+    session_free(s);
+    return;
+  }
+  if (s->closing)
+    return;
+  maild_smtp_client_resume(s->eng);
+  session_pump(s);
+}
+
+static int on_read_body(maild_smtp_client *c, uint8_t *buf, size_t cap,
+                        size_t *len, void *ud) {
+  out_session *s = ud;
+  size_t n;
+
+  (void)c;
+  if (s->rerr != 0)
+    return s->rerr;
+  if (s->pos < s->len) {
+    n = s->len - s->pos < cap ? s->len - s->pos : cap;
+    memcpy(buf, s->buf + s->pos, n);
+    s->pos += n;
+    *len = n;
+    return 0;
+  }
+  if (s->eof) {
+    *len = 0;
+    return 0;
+  }
+  if (s->buf == NULL) {
+    s->buf = maild__malloc(&s->srv->mem, READ_PIECE);
+    if (s->buf == NULL)
+      return MAILD_ERR_NOMEM;
+  }
+  s->req.data = s;
+  if (uv_queue_work(s->srv->loop, &s->req, body_work, body_done) != 0)
+    return MAILD_ERR_IO;
+  s->reading = 1;
+  s->srv->jobs++;
+  return MAILD_ERR_DEFER;
+}
+
+/* The next job for this session, or QUIT. */
+static void on_ready(maild_smtp_client *c, void *ud) {
+  out_session *s = ud;
+  out_dest *d = s->dest;
+  out_job *j = d->jobs;
+  maild_smtp_client_rcpt *rc;
+  maild_smtp_client_message msg;
+  const maild_envelope *env;
+  size_t k;
+
+  if (s->starting) {
+    s->starting = 0;
+    d->starting--;
+  }
+  if (j == NULL || s->srv->closing) {
+    maild_smtp_client_quit(c);
+    return;
+  }
+  d->jobs = j->next;
+  if (d->jobs == NULL)
+    d->tail = &d->jobs;
+  d->njobs--;
+  j->next = NULL;
+  env = j->m->env;
+  rc = maild__calloc(&s->srv->mem, j->n, sizeof(*rc));
+  if (rc == NULL) {
+    job_fail(j, d->name, 451, "4.3.0", "Out of memory");
+    maild_smtp_client_quit(c);
+    return;
+  }
+  for (k = 0; k < j->n; k++)
+    rc[k].address = env->rcpt[j->idx[k]].addr;
+  memset(&msg, 0, sizeof(msg));
+  msg.from = env->sender;
+  msg.rcpts = rc;
+  msg.nrcpts = j->n;
+  msg.size = env->msg_size - env->return_path_len;
+  msg.body_8bit = env->body == MAILD_BODY_8BITMIME;
+  msg.smtputf8 = env->smtputf8;
+  s->job = j;
+  s->took_job = 1;
+  s->len = s->pos = 0;
+  s->off = 0;
+  s->eof = 0;
+  s->rerr = 0;
+  if (maild_smtp_client_submit(c, &msg) != 0) {
+    s->job = NULL;
+    job_fail(j, d->name, 451, "4.3.0", "The message could not be sent");
+    maild_smtp_client_quit(c);
+  }
+  maild__free(&s->srv->mem, rc);
+}
+
+static int on_starttls(maild_smtp_client *c, void *ud) {
+  out_session *s = ud;
+  maild_tls *t;
+
+  (void)c;
+  if (s->srv->tls_client == NULL)
+    return MAILD_ERR_TLS;
+  if (maild__tls_new(&t, s->srv->tls_client, NULL, &s->srv->mem) != 0)
+    return MAILD_ERR_NOMEM;
+  if (maild__conn_tls_connect(s->conn, t) != 0) {
+    maild__tls_del(t);
+    return MAILD_ERR_STATE;
+  }
+  return 0;
+}
+
+static void on_rcpt(maild_smtp_client *c, size_t index,
+                    const maild_smtp_client_reply *r, void *ud) {
+  out_session *s = ud;
+
+  (void)c;
+  if (s->job != NULL && index < s->job->n)
+    set_result(s->job->m, s->job->idx[index], s->dest->name, r);
+}
+
+static void on_message(maild_smtp_client *c, const maild_smtp_client_reply *r,
+                       void *ud) {
+  out_session *s = ud;
+  out_job *j = s->job;
+
+  (void)c;
+  (void)r;
+  s->job = NULL;
+  if (j != NULL)
+    job_finish(j);
+}
+
+static const maild_smtp_client_callbacks client_cb = {
+    on_ready, on_starttls, on_read_body, on_rcpt, on_message};
+
+static void session_pump(out_session *s) {
+  const uint8_t *p;
+  maild_ssize n;
+  int phase;
+
+  if (s->closing)
+    return;
+  while ((n = maild_smtp_client_send(s->eng, &p)) > 0)
+    if (maild__conn_write(s->conn, p, (size_t)n) != 0) {
+      maild_smtp_client_terminate(s->eng, 451, "4.4.2", "Write failed");
+      break;
+    }
+  phase = (int)maild_smtp_client_get_phase(s->eng);
+  if (phase == MAILD_SMTP_CLIENT_CLOSED) {
+    session_close(s);
+    return;
+  }
+  if (phase != s->last_phase) {
+    uint64_t t =
+        maild_smtp_client_phase_timeout((maild_smtp_client_phase)phase);
+    s->last_phase = phase;
+    maild__conn_deadline(s->conn, t);
+  }
+}
+
+static void on_conn_read(maild_conn *c, const uint8_t *data, size_t len,
+                         void *ud) {
+  out_session *s = ud;
+
+  (void)c;
+  if (s->closing)
+    return;
+  maild_smtp_client_recv(s->eng, data, len);
+  session_pump(s);
+}
+
+static void lost(out_session *s, const char *why) {
+  snprintf(s->why, sizeof(s->why), "%s with %s", why, s->dest->name);
+  maild_smtp_client_terminate(s->eng, 451, "4.4.2", s->why);
+  session_pump(s);
+  session_close(s);
+}
+
+static void on_conn_eof(maild_conn *c, int err, void *ud) {
+  (void)c;
+  (void)err;
+  lost(ud, "Lost connection");
+}
+
+static void on_conn_drain(maild_conn *c, void *ud) {
+  (void)c;
+  session_pump(ud);
+}
+
+static void on_conn_timeout(maild_conn *c, void *ud) {
+  out_session *s = ud;
+
+  (void)c;
+  lost(s, s->connected ? "Timeout" : "Connection timed out");
+}
+
+static void on_conn_tls(maild_conn *c, int err, void *ud) {
+  out_session *s = ud;
+
+  (void)c;
+  if (err != 0) {
+    char text[200];
+    snprintf(text, sizeof(text), "TLS handshake with %s failed: %s",
+             s->dest->name, maild__conn_tls_error(s->conn));
+    snprintf(s->why, sizeof(s->why), "%s", text);
+    maild_smtp_client_terminate(s->eng, 451, "4.7.5", text);
+    session_close(s);
+    return;
+  }
+  s->tls_started = 1;
+  maild_smtp_client_tls_started(s->eng);
+  session_pump(s);
+}
+
+static void on_conn_connect(maild_conn *c, int err, void *ud) {
+  out_session *s = ud;
+
+  (void)c;
+  if (err != 0) {
+    lost(s, "Connection refused");
+    return;
+  }
+  s->connected = 1;
+  session_pump(s);
+}
+
+static void session_free(out_session *s) {
+  maild_server *srv = s->srv;
+  out_dest *d = s->dest;
+
+  if (s->prev != NULL)
+    s->prev->next = s->next;
+  else
+    srv->out_sessions = s->next;
+  if (s->next != NULL)
+    s->next->prev = s->prev;
+  srv->nout_sessions--;
+  d->sessions--;
+  if (s->starting)
+    d->starting--;
+  /* The last session ended without ever taking a job (the destination
+     refuses connections or greetings): its waiting jobs fail for now
+     rather than reconnect at once. */
+  if (!s->took_job && d->sessions == 0) {
+    out_job *j;
+    while ((j = d->jobs) != NULL) {
+      d->jobs = j->next;
+      j->next = NULL;
+      d->njobs--;
+      job_fail(j, d->name, 451, "4.4.1",
+               s->why[0] ? s->why : "No usable connection");
+    }
+    d->tail = &d->jobs;
+  }
+  maild_smtp_client_del(s->eng);
+  maild__free(&srv->mem, s->buf);
+  maild__free(&srv->mem, s);
+  dest_kick(d);
+  maild__server_maybe_closed(srv);
+}
+
+static void on_conn_close(maild_conn *c, void *ud) {
+  out_session *s = ud;
+
+  (void)c;
+  if (!s->closing)
+    lost(s, "Connection closed");
+  s->conn_gone = 1;
+  s->conn = NULL;
+  if (!s->reading) /* else the body job frees it when it returns */
+    session_free(s);
+}
+
+static const maild_conn_cb conn_cb = {
+    on_conn_read,  on_conn_eof, on_conn_drain,  on_conn_timeout,
+    on_conn_close, on_conn_tls, on_conn_connect};
+
+static int session_start(out_dest *d) {
+  maild_server *srv = d->srv;
+  out_session *s = maild__calloc(&srv->mem, 1, sizeof(*s));
+  maild_options *opt = NULL;
+  int err;
+
+  if (s == NULL)
+    return MAILD_ERR_NOMEM;
+  s->srv = srv;
+  s->dest = d;
+  s->last_phase = -1;
+  err = maild_options_new(&opt, &srv->mem);
+  if (err == 0)
+    err = maild_options_set_string(opt, MAILD_OPT_HOSTNAME, srv->hostname);
+  if (err == 0)
+    err = maild_options_set_uint(opt, MAILD_OPT_STARTTLS,
+                                 srv->tls_client != NULL);
+  if (err == 0)
+    err = maild_smtp_client_new(&s->eng, &client_cb, s, opt, &srv->mem);
+  maild_options_del(opt);
+  if (err == 0)
+    err = maild__conn_new(&s->conn, srv->loop, &conn_cb, s, srv->scratch,
+                          &srv->mem);
+  if (err != 0) {
+    maild_smtp_client_del(s->eng);
+    maild__free(&srv->mem, s);
+    return err;
+  }
+  s->next = srv->out_sessions;
+  if (s->next != NULL)
+    s->next->prev = s;
+  srv->out_sessions = s;
+  srv->nout_sessions++;
+  d->sessions++;
+  d->starting++;
+  s->starting = 1;
+  maild__conn_deadline(s->conn, srv->timeout_connect);
+  if (maild__conn_connect(s->conn, (const struct sockaddr *)&d->addr) != 0)
+    lost(s, "Connection failed");
+  return 0;
+}
+
+/* Starts sessions for the jobs no session is about to take, up to the
+   destination's limit. Jobs left with no session at all (none could be
+   made) fail for now. */
+static void dest_kick(out_dest *d) {
+  maild_server *srv = d->srv;
+
+  while (d->njobs > d->starting && d->sessions < srv->outbound_conns &&
+         !srv->closing) {
+    if (session_start(d) != 0)
+      break;
+  }
+  if (d->jobs != NULL && d->sessions == 0) {
+    out_job *j;
+    while ((j = d->jobs) != NULL) {
+      d->jobs = j->next;
+      j->next = NULL;
+      d->njobs--;
+      job_fail(j, d->name, 451, "4.4.1",
+               srv->closing ? "Shutting down" : "No connection");
+    }
+    d->tail = &d->jobs;
+  }
+}
+
+static out_dest *dest_get(maild_server *srv, const struct sockaddr *sa) {
+  out_dest *d;
+  size_t len = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                         : sizeof(struct sockaddr_in);
+  char host[64];
+
+  for (d = srv->dests; d != NULL; d = d->next)
+    if (memcmp(&d->addr, sa, len) == 0)
+      return d;
+  d = maild__calloc(&srv->mem, 1, sizeof(*d));
+  if (d == NULL)
+    return NULL;
+  d->srv = srv;
+  memcpy(&d->addr, sa, len);
+  d->tail = &d->jobs;
+  if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const void *)sa;
+    uv_ip6_name(a, host, sizeof(host));
+    snprintf(d->name, sizeof(d->name), "[%s]:%u", host, ntohs(a->sin6_port));
+  } else {
+    const struct sockaddr_in *a = (const void *)sa;
+    uv_ip4_name(a, host, sizeof(host));
+    snprintf(d->name, sizeof(d->name), "[%s]:%u", host, ntohs(a->sin_port));
+  }
+  d->next = srv->dests;
+  srv->dests = d;
+  return d;
+}
+
+/* ---- Attempts ---- */
+
+static void load_work(uv_work_t *req) {
+  out_msg *m = req->data;
+  maild_server *srv = m->srv;
+
+  uv_mutex_lock(&srv->env_lock);
+  m->err = maild__spool_load(srv->spool, m->id, &m->env);
+  uv_mutex_unlock(&srv->env_lock);
+  if (m->err == 0)
+    m->err = maild__spool_open_msg(srv->spool, m->id, &m->fd);
+}
+
+/* Splits the pending remote recipients by domain into jobs. */
+static void dispatch(out_msg *m) {
+  maild_server *srv = m->srv;
+  maild_envelope *env = m->env;
+  size_t i, k;
+
+  for (i = 0; i < env->nrcpt; i++) {
+    const char *addr = env->rcpt[i].addr, *at = strrchr(addr, '@');
+    const out_route *rt;
+    out_job *j;
+    out_dest *d;
+    if (env->rcpt[i].state != MAILD_RCPT_PENDING || m->result[i] != 0 ||
+        at == NULL ||
+        (srv->directory != NULL && maild_directory_is_local_domain(
+                                       srv->directory, at + 1, strlen(at + 1))))
+      continue;
+    j = maild__calloc(&srv->mem, 1, sizeof(*j));
+    if (j != NULL)
+      j->idx = maild__calloc(&srv->mem, env->nrcpt, sizeof(size_t));
+    if (j == NULL || j->idx == NULL) {
+      maild__free(&srv->mem, j);
+      m->result[i] = RESULT_TEMP; /* retried */
+      continue;
+    }
+    j->m = m;
+    snprintf(j->domain, sizeof(j->domain), "%s", at + 1);
+    /* This recipient and the later ones of the same domain. */
+    for (k = i; k < env->nrcpt; k++) {
+      const char *a2 = strrchr(env->rcpt[k].addr, '@');
+      if (env->rcpt[k].state == MAILD_RCPT_PENDING && m->result[k] == 0 &&
+          a2 != NULL && strlen(a2 + 1) == strlen(j->domain) &&
+          maild__ascii_caseeq(a2 + 1, strlen(a2 + 1), j->domain)) {
+        j->idx[j->n++] = k;
+        m->result[k] = RESULT_INJOB;
+      }
+    }
+    m->jobs_left++;
+    rt = find_route(srv, j->domain);
+    d = rt != NULL ? dest_get(srv, (const struct sockaddr *)&rt->addr) : NULL;
+    if (d == NULL) {
+      char text[320];
+      snprintf(text, sizeof(text), "No route to %s", j->domain);
+      job_fail(j, "none", 451, "4.4.3", text);
+      continue;
+    }
+    *d->tail = j;
+    d->tail = &j->next;
+    d->njobs++;
+    dest_kick(d);
+  }
+}
+
+static void load_done(uv_work_t *req, int status) {
+  out_msg *m = req->data;
+  maild_server *srv = m->srv;
+
+  (void)status;
+  srv->jobs--;
+  if (m->err != 0 || srv->closing) {
+    if (m->err != 0 && m->err != MAILD_ERR_NOT_FOUND)
+      maild__log(srv, MAILD_LOG_ERROR, "%s: cannot read the queue entry: %s",
+                 m->id, maild_strerror(m->err));
+    msg_free(m); /* gone (delivered meanwhile), or found again at start */
+    srv->out_active--;
+    arm_timer(srv);
+    maild__server_maybe_closed(srv);
+    return;
+  }
+  m->result = maild__calloc(&srv->mem, m->env->nrcpt, 1);
+  if (m->result == NULL) {
+    m->jobs_left = 1;
+    attempt_done(m);
+    return;
+  }
+  m->jobs_left = 1; /* held until dispatch is over */
+  dispatch(m);
+  if (--m->jobs_left == 0)
+    attempt_done(m);
+}
+
+static void start_attempt(out_msg *m) {
+  maild_server *srv = m->srv;
+
+  m->busy = 1;
+  m->req.data = m;
+  if (uv_queue_work(srv->loop, &m->req, load_work, load_done) != 0) {
+    m->busy = 0;
+    m->due = uv_now(srv->loop) + srv->retry_policy.first_ms;
+    return;
+  }
+  srv->jobs++;
+  srv->out_active++;
+}
+
+/*
+ * The notification for the recipients that failed in this attempt, unless
+ * the message is itself a notification (null sender) or they asked for
+ * none (NOTIFY=NEVER). Runs on the worker: reads the original's header
+ * section (or all of it, with RET=FULL, up to FULL_MAX).
+ */
+static void build_bounce(out_msg *m) {
+  maild_server *srv = m->srv;
+  const maild_envelope *env = m->env;
+  maild_dsn_rcpt *dr;
+  maild_dsn dsn;
+  uint8_t *orig;
+  size_t i, n = 0, want;
+  uint64_t body = env->msg_size - env->return_path_len;
+  ssize_t got;
+  uv_timeval64_t tv;
+
+  if (env->sender[0] == '\0' || m->result == NULL)
+    return;
+  dr = maild__calloc(&srv->mem, env->nrcpt, sizeof(*dr));
+  if (dr == NULL)
+    return;
+  for (i = 0; i < env->nrcpt; i++) {
+    const out_fail *f = m->fail != NULL ? &m->fail[i] : NULL;
+    if (m->result[i] != MAILD_RCPT_FAILED ||
+        (env->rcpt[i].notify & MAILD_NOTIFY_NEVER) ||
+        (env->rcpt[i].notify != 0 &&
+         !(env->rcpt[i].notify & MAILD_NOTIFY_FAILURE)))
+      continue;
+    dr[n].addr = env->rcpt[i].addr;
+    dr[n].orcpt = env->rcpt[i].orcpt;
+    dr[n].action = "failed";
+    dr[n].status = f != NULL && f->status[0] ? f->status : "5.0.0";
+    dr[n].remote_mta = f != NULL ? f->relay : "";
+    dr[n].diag = f != NULL ? f->diag : "";
+    n++;
+  }
+  want = env->ret == MAILD_RET_FULL && body <= FULL_MAX ? (size_t)body
+                                                        : HEADERS_MAX;
+  if (want > body)
+    want = (size_t)body;
+  orig = n > 0 ? maild__malloc(&srv->mem, want + 1) : NULL;
+  got =
+      orig != NULL ? pread(m->fd, orig, want, (off_t)env->return_path_len) : -1;
+  if (got >= 0) {
+    uv_gettimeofday(&tv);
+    memset(&dsn, 0, sizeof(dsn));
+    dsn.hostname = srv->hostname;
+    dsn.id = m->id;
+    dsn.to = env->sender;
+    dsn.arrival = m->arrival_usec / 1000000;
+    dsn.now = tv.tv_sec;
+    dsn.full = env->ret == MAILD_RET_FULL && body <= FULL_MAX;
+    dsn.rcpts = dr;
+    dsn.nrcpts = n;
+    dsn.original = orig;
+    dsn.original_len = (size_t)got;
+    maild__buf_init(&m->bounce, 4 * FULL_MAX);
+    if (maild__dsn_build(&dsn, &m->bounce, &srv->mem) != 0)
+      maild__buf_free(&m->bounce, &srv->mem);
+  }
+  maild__free(&srv->mem, orig);
+  maild__free(&srv->mem, dr);
+}
+
+/* Records the attempt's results; removes the entry when all are final. */
+static void persist_work(uv_work_t *req) {
+  out_msg *m = req->data;
+  maild_server *srv = m->srv;
+  maild_envelope *env;
+  size_t i;
+  int final = 1;
+
+  if (m->env != NULL && m->fd >= 0)
+    build_bounce(m); /* before the files may go */
+  uv_mutex_lock(&srv->env_lock);
+  m->err = maild__spool_load(srv->spool, m->id, &env);
+  if (m->err == 0) {
+    for (i = 0; i < env->nrcpt && i < m->env->nrcpt; i++) {
+      uint8_t r = m->result != NULL ? m->result[i] : 0;
+      if (r == MAILD_RCPT_DONE || r == MAILD_RCPT_FAILED)
+        env->rcpt[i].state = r;
+      if (env->rcpt[i].state == MAILD_RCPT_PENDING)
+        final = 0;
+    }
+    m->err = final ? maild__spool_remove(srv->spool, m->id)
+                   : maild__spool_update(srv->spool, env);
+    maild__spool_envelope_free(srv->spool, env);
+  }
+  uv_mutex_unlock(&srv->env_lock);
+  m->all_final = m->err == 0 && final;
+  if (m->err == MAILD_ERR_NOT_FOUND)
+    m->all_final = 1; /* removed meanwhile */
+}
+
+static void persist_done(uv_work_t *req, int status);
+
+static void persist(out_msg *m) {
+  maild_server *srv = m->srv;
+
+  m->req.data = m;
+  if (uv_queue_work(srv->loop, &m->req, persist_work, persist_done) != 0) {
+    persist_done(&m->req, 0);
+    return;
+  }
+  srv->jobs++;
+}
+
+/* Every job of the attempt has its results: make them durable. */
+static void attempt_done(out_msg *m) {
+  persist(m);
+}
+
+static void bounce_committed(delivery *d, void *ud) {
+  (void)ud;
+  maild__delivery_log(d);
+  maild__delivery_done(d);
+}
+
+/* Sends the notification persist_work built, as a new message from the
+   null sender to the original sender. */
+static void send_bounce(out_msg *m) {
+  maild_server *srv = m->srv;
+  char text[MAILD_PATH_MAX * 2 + 3];
+  maild_reply reply = {0, NULL, NULL};
+  maild_path path;
+  uv_timeval64_t tv;
+  delivery *d;
+  int n;
+
+  if (maild__buf_used(&m->bounce) == 0 || srv->closing)
+    return;
+  n = snprintf(text, sizeof(text), "<%s>", m->env->sender);
+  d = maild__delivery_new(srv);
+  if (d == NULL || n <= 0 || (size_t)n >= sizeof(text) ||
+      maild_path_parse(&path, text, (size_t)n, MAILD_PATH_ALLOW_UTF8) != n)
+    goto fail;
+  d->sender = maild__strndup(&srv->mem, "", 0);
+  d->helo = maild__strndup(&srv->mem, srv->hostname, strlen(srv->hostname));
+  d->peer = maild__strndup(&srv->mem, "local", 5);
+  if (d->sender == NULL || d->helo == NULL || d->peer == NULL ||
+      maild__rcpt_resolve(srv, &path, d, 1, &reply) != 0 || reply.code != 0 ||
+      d->nrcpts == 0)
+    goto fail;
+  d->esmtp = 1;
+  d->smtputf8 = m->env->smtputf8;
+  uv_gettimeofday(&tv);
+  d->arrival_usec = tv.tv_sec * 1000000 + tv.tv_usec;
+  /* The body buffer is handed over as it is. */
+  d->body = m->bounce;
+  maild__buf_init(&m->bounce, 0);
+  d->body_size = maild__buf_used(&d->body);
+  if (maild__delivery_run(d, bounce_committed, NULL) != 0)
+    goto fail;
+  maild__log(srv, MAILD_LOG_INFO,
+             "%s: sender non-delivery notification to <%s>", m->id,
+             m->env->sender);
+  return;
+fail:
+  maild__log(srv, MAILD_LOG_ERROR,
+             "%s: cannot send the non-delivery notification to <%s>%s%s", m->id,
+             m->env->sender, reply.code ? ": " : "",
+             reply.code ? reply.text : "");
+  maild__delivery_free(d);
+}
+
+static void persist_done(uv_work_t *req, int status) {
+  out_msg *m = req->data;
+  maild_server *srv = m->srv;
+  maild_envelope *env = m->env;
+  size_t i, pending = 0;
+  uint64_t now, next;
+
+  (void)status;
+  srv->jobs--;
+  if (m->err != 0 && !m->all_final)
+    maild__log(srv, MAILD_LOG_ERROR, "%s: cannot record delivery state: %s",
+               m->id, maild_strerror(m->err));
+  else
+    send_bounce(m); /* only once the failures are on record */
+  maild__buf_free(&m->bounce, &srv->mem);
+  for (i = 0; env != NULL && m->result != NULL && i < env->nrcpt; i++)
+    pending += m->result[i] == RESULT_TEMP;
+  if (m->result == NULL)
+    pending = 1; /* out of memory before dispatch: try again */
+  if (m->all_final || pending == 0 || srv->closing) {
+    srv->out_active--;
+    msg_free(m);
+    arm_timer(srv);
+    maild__server_maybe_closed(srv);
+    return;
+  }
+  m->attempts++;
+  now = wall_ms();
+  next = maild__retry_next(
+      &srv->retry_policy, (uint64_t)(m->arrival_usec / 1000), now, m->attempts);
+  if (next == 0 && !m->expired) {
+    /* The lifetime is over: the remaining recipients fail for good. */
+    maild_smtp_client_reply r = {554, "5.4.7", NULL, 0, 1};
+    char text[80];
+    snprintf(text, sizeof(text), "Message expired: undeliverable for %.1f days",
+             (double)srv->retry_policy.lifetime_ms / 86400000.0);
+    r.text = text;
+    r.text_len = strlen(text);
+    m->expired = 1;
+    for (i = 0; i < env->nrcpt; i++)
+      if (m->result[i] == RESULT_TEMP) {
+        m->result[i] = MAILD_RCPT_FAILED;
+        note_failure(m, i, "none", &r);
+        log_result(m, i, "none", &r, "expired");
+      }
+    persist(m);
+    return;
+  }
+  maild__spool_envelope_free(srv->spool, m->env);
+  m->env = NULL;
+  maild__free(&srv->mem, m->result);
+  m->result = NULL;
+  maild__free(&srv->mem, m->fail);
+  m->fail = NULL;
+  close(m->fd);
+  m->fd = -1;
+  m->busy = 0;
+  srv->out_active--;
+  m->due = uv_now(srv->loop) + (next > now ? next - now : 0);
+  arm_timer(srv);
+  maild__server_maybe_closed(srv);
+}
+
+/* ---- The timer ---- */
+
+static void on_timer(uv_timer_t *t) {
+  maild_server *srv = t->data;
+  uint64_t now = uv_now(srv->loop);
+  out_msg *m, *next;
+
+  for (m = srv->out_msgs; m != NULL && srv->out_active < MSGS_ACTIVE;
+       m = next) {
+    next = m->next;
+    if (!m->busy && m->due <= now)
+      start_attempt(m);
+  }
+  arm_timer(srv);
+}
+
+static void arm_timer(maild_server *srv) {
+  uint64_t now, soonest = UINT64_MAX;
+  out_msg *m;
+
+  if (srv->closing)
+    return;
+  for (m = srv->out_msgs; m != NULL; m = m->next)
+    if (!m->busy && m->due < soonest)
+      soonest = m->due;
+  if (soonest == UINT64_MAX || srv->out_active >= MSGS_ACTIVE) {
+    uv_timer_stop(&srv->out_timer);
+    return;
+  }
+  now = uv_now(srv->loop);
+  uv_timer_start(&srv->out_timer, on_timer, soonest > now ? soonest - now : 0,
+                 0);
+}
+
+/* ---- Shutdown ---- */
+
+void maild__outbound_shutdown(maild_server *srv) {
+  out_session *s, *next;
+
+  uv_timer_stop(&srv->out_timer);
+  for (s = srv->out_sessions; s != NULL; s = next) {
+    next = s->next;
+    if (!s->closing)
+      lost(s, "Shutting down");
+  }
+}
+
+int maild__outbound_idle(const maild_server *srv) {
+  return srv->nout_sessions == 0 && srv->out_active == 0;
+}
+
+void maild__outbound_free(maild_server *srv) {
+  out_dest *d;
+
+  while (srv->out_msgs != NULL)
+    msg_free(srv->out_msgs);
+  while ((d = srv->dests) != NULL) {
+    srv->dests = d->next;
+    maild__free(&srv->mem, d);
+  }
+  free_routes(srv, srv->routes, srv->nroutes);
+  srv->routes = NULL;
+  srv->nroutes = 0;
+  if (srv->tls_client != NULL)
+    maild__tls_config_release(srv->tls_client);
+  srv->tls_client = NULL;
+  uv_mutex_destroy(&srv->env_lock);
+}
