@@ -85,6 +85,7 @@ static int check_hostname(parser *p, char *value);
 static int check_domain(parser *p, char *value);
 static int check_user(parser *p, char *value);
 static int check_cidr(parser *p, char *value);
+static int check_dns_server(parser *p, char *value);
 
 static const kind_spec kinds[] = {
     [K_WORD] = {set_word, 1, 1, 0},
@@ -149,6 +150,8 @@ static const setting settings[] = {
   {.name = "log", .kind = K_CHOICE, .field = FIELD(log),
    .choices = log_targets},
   {.name = "route", .kind = K_ROUTE},
+  {.name = "dns-servers", .kind = K_WORDS, .field = FIELD(dns_servers),
+   .count = FIELD(ndns_servers), .check = check_dns_server},
   {.name = "outbound-port", .kind = K_COUNT, .field = FIELD(outbound_port),
    .option = OPT(OUTBOUND_PORT)},
   {.name = "outbound-connections", .kind = K_COUNT,
@@ -813,6 +816,41 @@ static int set_alias(parser *p, const setting *s, char **v, size_t n) {
   return 0;
 }
 
+/* ---- dns-servers ADDRESS[:PORT]... ---- */
+
+static int check_dns_server(parser *p, char *value) {
+  char copy[80], *host = copy, *port = NULL, *end;
+  unsigned char bin[16];
+  uint16_t pn;
+  int family = AF_INET;
+
+  if (strlen(value) >= sizeof(copy))
+    return fail(p, "dns-servers: '%s' is too long", value);
+  strcpy(copy, value);
+  if (copy[0] == '[') {
+    host = copy + 1;
+    end = strchr(host, ']');
+    if (end == NULL || (end[1] != '\0' && end[1] != ':'))
+      return fail(p, "dns-servers: bad address '%s'", value);
+    *end = '\0';
+    port = end[1] == ':' ? end + 2 : NULL;
+    family = AF_INET6;
+  } else if ((end = strchr(copy, ':')) != NULL) {
+    if (strchr(end + 1, ':') != NULL)
+      family = AF_INET6; /* a bare IPv6 address */
+    else {
+      *end = '\0';
+      port = end + 1;
+    }
+  }
+  if (inet_pton(family, host, bin) != 1)
+    return fail(p, "dns-servers: '%s' is not a numeric IPv4 or [IPv6] address",
+                value);
+  if (port != NULL && (parse_port(port, &pn) < 0 || pn == 0))
+    return fail(p, "dns-servers: bad port in '%s'", value);
+  return 0;
+}
+
 /* ---- route DOMAIN|* ADDRESS[:PORT] ---- */
 
 static void free_routes(maild_config *cfg) {
@@ -854,10 +892,7 @@ static int set_route(parser *p, const setting *s, char **v, size_t n) {
   }
   if (inet_pton(family, host, bin) != 1 ||
       inet_ntop(family, bin, addr, sizeof(addr)) == NULL)
-    return fail(p,
-                "route: '%s' is not a numeric IPv4 or [IPv6] address (host "
-                "names need the resolver, not available yet)",
-                host);
+    return fail(p, "route: '%s' is not a numeric IPv4 or [IPv6] address", host);
   if (port != NULL && (parse_port(port, &r.port) < 0 || r.port == 0))
     return fail(p, "route: bad port '%s'", port);
   if (p->first)
@@ -1123,6 +1158,7 @@ void maild_config_free(maild_config *cfg) {
   free(cfg->hostname);
   free_strings(cfg->domains, cfg->ndomains);
   free_strings(cfg->trusted_networks, cfg->ntrusted);
+  free_strings(cfg->dns_servers, cfg->ndns_servers);
   free(cfg->data_dir);
   free(cfg->users_path);
   free(cfg->run_user);

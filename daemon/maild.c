@@ -16,6 +16,7 @@
 #include "site.h"
 
 #include "maild/error.h"
+#include "maild/resolver.h"
 #include "maild/server.h"
 #include "maild/store.h"
 #include "maild/tls.h"
@@ -45,6 +46,7 @@ typedef struct daemon_state {
   maild_options *opt;
   maild_store *store;
   maild_server *srv;
+  maild_resolver *resolver;
   maild_site site;
   uv_signal_t sig_term, sig_int, sig_hup;
   uv_work_t reload_req;
@@ -313,6 +315,25 @@ static int make_server(daemon_state *d) {
     return fail("%s: %s", spool, maild_strerror(rc));
   maild_server_set_store(d->srv, d->store);
   {
+    /* MX lookups for domains without a route: the configured name
+       servers, else those of /etc/resolv.conf. */
+    maild_resolver_config rc_cfg;
+    const char *self[1] = {d->cfg.hostname};
+    memset(&rc_cfg, 0, sizeof(rc_cfg));
+    rc_cfg.servers = (const char *const *)d->cfg.dns_servers;
+    rc_cfg.nservers = d->cfg.ndns_servers;
+    rc_cfg.self = self;
+    rc_cfg.nself = 1;
+    rc = maild_resolver_new(&d->resolver, d->loop, &rc_cfg, NULL);
+    if (rc == 0)
+      maild_server_set_resolver(d->srv, d->resolver);
+    else
+      log_line(d, LOG_WARNING,
+               "no name server (%s): mail for domains without a route waits "
+               "in the queue",
+               maild_strerror(rc));
+  }
+  {
     maild_tls_credentials *cred;
     char err[1024];
     if (load_tls(&d->cfg, &cred, 1, err, sizeof(err)) != 0)
@@ -396,6 +417,8 @@ static void on_server_closed(maild_server *srv, void *ud) {
 
   (void)srv;
   d->srv = NULL;
+  maild_resolver_close(d->resolver);
+  d->resolver = NULL;
   uv_close((uv_handle_t *)&d->sig_term, NULL);
   uv_close((uv_handle_t *)&d->sig_int, NULL);
   uv_close((uv_handle_t *)&d->sig_hup, NULL);

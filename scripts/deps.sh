@@ -22,4 +22,4 @@ maild_install_deps() {
 MAILD_BUILD_DEPS=(cmake ninja-build gcc pkg-config libuv1-dev libmbedtls-dev
   libldns-dev libcmocka-dev libcrypt-dev)
 MAILD_TEST_DEPS=(clang libclang-rt-14-dev python3 swaks curl strace postfix
-  openssl)
+  openssl unbound)

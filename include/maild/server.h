@@ -82,8 +82,8 @@ MAILD_EXTERN void maild_server_set_store(maild_server *srv, maild_store *st);
  * Where mail for other domains goes: `domain` ("*" for every domain
  * without a route of its own; matched without regard to case) to `host`
  * (an IPv4 or IPv6 address) and `port` (0: the OUTBOUND_PORT option).
- * Without a route, mail for a domain waits in the queue (temporary
- * failure, retried) until the domain can be resolved.
+ * Without a route, mail for a domain goes to its MX hosts, found by the
+ * resolver (maild_server_set_resolver()), on port OUTBOUND_PORT.
  */
 typedef struct maild_route {
   const char *domain;
@@ -99,6 +99,15 @@ typedef struct maild_route {
  */
 MAILD_EXTERN int maild_server_set_routes(maild_server *srv,
                                          const maild_route *routes, size_t n);
+
+/*
+ * The MX resolver for domains without a route (borrowed: it must outlive
+ * the server; NULL: such mail is deferred). Its `self` names should hold
+ * this server's host name, so that an MX pointing here is a loop.
+ */
+typedef struct maild_resolver maild_resolver;
+MAILD_EXTERN void maild_server_set_resolver(maild_server *srv,
+                                            maild_resolver *r);
 
 /*
  * Sets the certificate for STARTTLS (offered on smtp and submission

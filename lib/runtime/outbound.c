@@ -28,6 +28,7 @@
 #include "maild/error.h"
 #include "maild/esmtp.h"
 #include "maild/reply.h"
+#include "maild/resolver.h"
 #include "maild/smtp_client.h"
 #include "queue/dsn.h"
 
@@ -80,6 +81,10 @@ struct out_job {
   size_t *idx; /* recipients of the envelope in this job */
   size_t n;
   char domain[256];
+  /* Where it may go, in order (from the resolver); `cur` is being tried. */
+  struct sockaddr_storage *targets;
+  size_t ntargets, cur;
+  out_job *rnext, *rprev; /* waiting for the resolver */
 };
 
 struct out_dest {
@@ -155,6 +160,11 @@ static int parse_addr(const char *host, unsigned port,
   if (uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)ss) == 0)
     return 0;
   return MAILD_ERR_INVAL;
+}
+
+void maild_server_set_resolver(maild_server *srv, maild_resolver *r) {
+  if (srv != NULL)
+    srv->resolver = r;
 }
 
 int maild_server_set_routes(maild_server *srv, const maild_route *routes,
@@ -325,6 +335,7 @@ static void set_result(out_msg *m, size_t i, const char *relay,
 static void job_finish(out_job *j) {
   out_msg *m = j->m;
 
+  maild__free(&m->srv->mem, j->targets);
   maild__free(&m->srv->mem, j->idx);
   maild__free(&m->srv->mem, j);
   if (--m->jobs_left == 0)
@@ -609,6 +620,8 @@ static void on_conn_connect(maild_conn *c, int err, void *ud) {
   session_pump(s);
 }
 
+static void enqueue(maild_server *srv, out_job *j);
+
 static void session_free(out_session *s) {
   maild_server *srv = s->srv;
   out_dest *d = s->dest;
@@ -632,6 +645,11 @@ static void session_free(out_session *s) {
       d->jobs = j->next;
       j->next = NULL;
       d->njobs--;
+      if (j->cur + 1 < j->ntargets) { /* the next MX host */
+        j->cur++;
+        enqueue(srv, j);
+        continue;
+      }
       job_fail(j, d->name, 451, "4.4.1",
                s->why[0] ? s->why : "No usable connection");
     }
@@ -768,6 +786,70 @@ static void load_work(uv_work_t *req) {
     m->err = maild__spool_open_msg(srv->spool, m->id, &m->fd);
 }
 
+/* Queues the job at the destination of its current target. */
+static void enqueue(maild_server *srv, out_job *j) {
+  out_dest *d = dest_get(srv, (const struct sockaddr *)&j->targets[j->cur]);
+
+  if (d == NULL) {
+    job_fail(j, "none", 451, "4.3.0", "Out of memory");
+    return;
+  }
+  *d->tail = j;
+  d->tail = &j->next;
+  d->njobs++;
+  dest_kick(d);
+}
+
+static void unlink_resolving(maild_server *srv, out_job *j) {
+  if (j->rprev != NULL)
+    j->rprev->rnext = j->rnext;
+  else
+    srv->resolving = j->rnext;
+  if (j->rnext != NULL)
+    j->rnext->rprev = j->rprev;
+  j->rnext = j->rprev = NULL;
+}
+
+/* Where the domain's mail goes, by its MX records. */
+static void on_job_mx(void *ud, const maild_mx_result *res) {
+  out_job *j = ud;
+  maild_server *srv = j->m->srv;
+  size_t i;
+
+  unlink_resolving(srv, j);
+  if (res->ntargets == 0) {
+    job_fail(j, "none", res->permanent ? 550 : 451, res->enhanced, res->text);
+    return;
+  }
+  j->targets = maild__calloc(&srv->mem, res->ntargets, sizeof(*j->targets));
+  if (j->targets == NULL) {
+    job_fail(j, "none", 451, "4.3.0", "Out of memory");
+    return;
+  }
+  for (i = 0; i < res->ntargets; i++) {
+    j->targets[i] = res->targets[i].addr;
+    if (j->targets[i].ss_family == AF_INET6)
+      ((struct sockaddr_in6 *)&j->targets[i])->sin6_port =
+          htons((uint16_t)srv->outbound_port);
+    else
+      ((struct sockaddr_in *)&j->targets[i])->sin_port =
+          htons((uint16_t)srv->outbound_port);
+  }
+  j->ntargets = res->ntargets;
+  enqueue(srv, j);
+}
+
+static void resolve(maild_server *srv, out_job *j) {
+  j->rnext = srv->resolving;
+  if (j->rnext != NULL)
+    j->rnext->rprev = j;
+  srv->resolving = j;
+  if (maild_resolver_mx(srv->resolver, j->domain, on_job_mx, j) != 0) {
+    unlink_resolving(srv, j);
+    job_fail(j, "none", 451, "4.4.3", "The domain could not be resolved");
+  }
+}
+
 /* Splits the pending remote recipients by domain into jobs. */
 static void dispatch(out_msg *m) {
   maild_server *srv = m->srv;
@@ -778,7 +860,6 @@ static void dispatch(out_msg *m) {
     const char *addr = env->rcpt[i].addr, *at = strrchr(addr, '@');
     const out_route *rt;
     out_job *j;
-    out_dest *d;
     if (env->rcpt[i].state != MAILD_RCPT_PENDING || m->result[i] != 0 ||
         at == NULL ||
         (srv->directory != NULL && maild_directory_is_local_domain(
@@ -806,17 +887,24 @@ static void dispatch(out_msg *m) {
     }
     m->jobs_left++;
     rt = find_route(srv, j->domain);
-    d = rt != NULL ? dest_get(srv, (const struct sockaddr *)&rt->addr) : NULL;
-    if (d == NULL) {
+    if (rt == NULL && srv->resolver != NULL) {
+      resolve(srv, j);
+      continue;
+    }
+    if (rt == NULL) {
       char text[320];
       snprintf(text, sizeof(text), "No route to %s", j->domain);
       job_fail(j, "none", 451, "4.4.3", text);
       continue;
     }
-    *d->tail = j;
-    d->tail = &j->next;
-    d->njobs++;
-    dest_kick(d);
+    j->targets = maild__malloc(&srv->mem, sizeof(*j->targets));
+    if (j->targets == NULL) {
+      job_fail(j, "none", 451, "4.3.0", "Out of memory");
+      continue;
+    }
+    j->targets[0] = rt->addr;
+    j->ntargets = 1;
+    enqueue(srv, j);
   }
 }
 
@@ -1129,8 +1217,14 @@ static void arm_timer(maild_server *srv) {
 
 void maild__outbound_shutdown(maild_server *srv) {
   out_session *s, *next;
+  out_job *j;
 
   uv_timer_stop(&srv->out_timer);
+  while ((j = srv->resolving) != NULL) {
+    unlink_resolving(srv, j);
+    maild_resolver_cancel(srv->resolver, on_job_mx, j);
+    job_fail(j, "none", 451, "4.3.2", "Shutting down");
+  }
   for (s = srv->out_sessions; s != NULL; s = next) {
     next = s->next;
     if (!s->closing)

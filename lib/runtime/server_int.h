@@ -105,7 +105,9 @@ struct maild_server {
   out_session *out_sessions;
   size_t nout_sessions;
   uv_timer_t out_timer;
-  maild_tls_config *tls_client; /* opportunistic STARTTLS; NULL: none */
+  maild_tls_config *tls_client;    /* opportunistic STARTTLS; NULL: none */
+  struct maild_resolver *resolver; /* borrowed; NULL: routes only */
+  struct out_job *resolving;       /* jobs waiting for it */
   maild_retry_policy retry_policy;
   unsigned outbound_port;
   size_t outbound_conns;

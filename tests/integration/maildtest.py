@@ -15,6 +15,8 @@ import select
 import shutil
 import signal
 import socket
+import ssl
+import smtplib
 import subprocess
 import sys
 import tempfile
@@ -308,6 +310,138 @@ def body_of(message):
 
 def have(tool):
     return shutil.which(tool) is not None
+
+
+class Unbound:
+    """A private unbound on 127.0.0.1 at a free port, serving `zones`
+    (lines of local-data) and refusing everything else, so that no query
+    ever leaves loopback. `forward_dead` names zones forwarded to a port
+    where nothing answers (SERVFAIL)."""
+
+    def __init__(self, records, static_zones, refuse_zones=(),
+                 forward_dead=()):
+        self.dir = tempfile.mkdtemp(prefix="unbound-test-")
+        self.port = free_udp_tcp_port()
+        conf = ["server:",
+                "  interface: 127.0.0.1@%d" % self.port,
+                "  port: %d" % self.port,
+                "  do-daemonize: no", '  username: ""', '  chroot: ""',
+                '  directory: "%s"' % self.dir, '  pidfile: ""',
+                "  use-syslog: no", '  logfile: ""', "  verbosity: 1",
+                "  access-control: 127.0.0.0/8 allow",
+                "  do-ip6: no", "  do-not-query-localhost: no",
+                '  module-config: "iterator"',
+                "  outgoing-num-tcp: 1", "  incoming-num-tcp: 10",
+                '  local-zone: "." refuse']
+        for z in static_zones:
+            conf.append('  local-zone: "%s." static' % z)
+        for z in refuse_zones:
+            conf.append('  local-zone: "%s." always_refuse' % z)
+        for z in forward_dead:
+            conf.append('  local-zone: "%s." transparent' % z)
+        for rr in records:
+            conf.append('  local-data: "%s"' % rr)
+        for z in forward_dead:
+            conf += ["forward-zone:", '  name: "%s."' % z,
+                     "  forward-addr: 127.0.0.1@1"]
+        conf += ["remote-control:", "  control-enable: no"]
+        self.conf = os.path.join(self.dir, "unbound.conf")
+        with open(self.conf, "w") as f:
+            f.write("\n".join(conf) + "\n")
+        self.log = open(os.path.join(self.dir, "log"), "wb")
+        self.proc = subprocess.Popen(["unbound", "-d", "-c", self.conf],
+                                     stdout=self.log, stderr=self.log)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port),
+                                         timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("unbound did not start")
+
+    def address(self):
+        return "127.0.0.1:%d" % self.port
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def free_udp_tcp_port():
+    """A port free for both UDP and TCP on 127.0.0.1 right now."""
+    for _ in range(50):
+        t = socket.socket()
+        t.bind(("127.0.0.1", 0))
+        port = t.getsockname()[1]
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            u.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            u.close()
+            t.close()
+    raise RuntimeError("no free port")
+
+
+def free_port():
+    """A port nothing listens on now (bound, read back, closed)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def submit_as(m, user, password, rcpts, body, count=1):
+    """Sends `body` `count` times through m's submission port, logged in."""
+    ca = os.path.join(m.data, "tls", "cert.pem")
+    ctx = ssl.create_default_context(cafile=ca)
+    with smtplib.SMTP("127.0.0.1", m.ports["submission"][0], timeout=30) as s:
+        s.starttls(context=ctx)
+        s.login(user, password)
+        for _ in range(count):
+            s.sendmail(user, rcpts, body)
+
+
+class Sink:
+    """Postfix's smtp-sink on a loopback port, dumping each message."""
+
+    def __init__(self, port, *opts):
+        self.dir = os.path.realpath(os.path.join(os.environ.get(
+            "TMPDIR", "/tmp"), "sink-%d-%d" % (os.getpid(), port)))
+        os.makedirs(self.dir, exist_ok=True)
+        shutil.chown(self.dir, "nobody")
+        self.proc = subprocess.Popen(
+            ["smtp-sink", "-u", "nobody", "-d", self.dir + "/%M."] +
+            list(opts) + ["127.0.0.1:%d" % port, "64"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: self._listening(port), 10)
+
+    @staticmethod
+    def _listening(port):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    def messages(self):
+        out = []
+        for n in sorted(os.listdir(self.dir)):
+            with open(os.path.join(self.dir, n), "rb") as f:
+                out.append(f.read())
+        return out
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -10,16 +10,12 @@ dots) and Q9 (kill -9 with 1,000 messages queued: all delivered after the
 restart)."""
 import email
 import os
-import shutil
-import smtplib
-import socket
-import ssl
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from maildtest import Maild, Results, have, wait_until  # noqa: E402
+from maildtest import (Maild, Results, Sink, free_port, have,  # noqa: E402
+                       submit_as, wait_until)
 
 r = Results()
 ALICE, PW = "alice@example.test", "pw"
@@ -27,64 +23,14 @@ BODY = (b"Subject: outbound\r\nFrom: alice@example.test\r\n\r\n"
         b"line one\r\n.starts with a dot\r\n..two dots\r\nlast\r\n")
 
 
-def free_port():
-    """A port nothing listens on now (bound, read back, closed)."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def submit(m, rcpts, body=BODY, count=1):
-    ca = os.path.join(m.data, "tls", "cert.pem")
-    ctx = ssl.create_default_context(cafile=ca)
-    with smtplib.SMTP("127.0.0.1", m.ports["submission"][0], timeout=30) as s:
-        s.starttls(context=ctx)
-        s.login(ALICE, PW)
-        for _ in range(count):
-            s.sendmail(ALICE, rcpts, body)
+    submit_as(m, ALICE, PW, rcpts, body, count)
 
 
 def sender(route, retry="1s"):
     return Maild(users={ALICE: PW}, listen=("smtp", "submission"),
                  extra="route * %s\nretry-first %s\nretry-max 2s\n"
                  % (route, retry))
-
-
-class Sink:
-    """Postfix's smtp-sink on a loopback port, dumping each message."""
-
-    def __init__(self, port, *opts):
-        self.dir = os.path.realpath(os.path.join(os.environ.get(
-            "TMPDIR", "/tmp"), "sink-%d-%d" % (os.getpid(), port)))
-        os.makedirs(self.dir, exist_ok=True)
-        shutil.chown(self.dir, "nobody")
-        self.proc = subprocess.Popen(
-            ["smtp-sink", "-u", "nobody", "-d", self.dir + "/%M."] +
-            list(opts) + ["127.0.0.1:%d" % port, "64"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(lambda: self._listening(port), 10)
-
-    @staticmethod
-    def _listening(port):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            return False
-
-    def messages(self):
-        out = []
-        for n in sorted(os.listdir(self.dir)):
-            with open(os.path.join(self.dir, n), "rb") as f:
-                out.append(f.read())
-        return out
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(10)
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 # ---- End to end through a second maild, with STARTTLS between them ----
