@@ -12,6 +12,7 @@
  *     -d        stay in the foreground, log to stderr
  */
 #include "config.h"
+#include "control.h"
 #include "privs.h"
 #include "site.h"
 
@@ -47,6 +48,7 @@ typedef struct daemon_state {
   maild_store *store;
   maild_server *srv;
   maild_resolver *resolver;
+  maild_control *control;
   maild_site site;
   uv_signal_t sig_term, sig_int, sig_hup;
   uv_work_t reload_req;
@@ -419,6 +421,8 @@ static void on_server_closed(maild_server *srv, void *ud) {
   d->srv = NULL;
   maild_resolver_close(d->resolver);
   d->resolver = NULL;
+  maild_control_stop(d->control);
+  d->control = NULL;
   uv_close((uv_handle_t *)&d->sig_term, NULL);
   uv_close((uv_handle_t *)&d->sig_int, NULL);
   uv_close((uv_handle_t *)&d->sig_hup, NULL);
@@ -598,6 +602,15 @@ static int run(daemon_state *d, int check_only) {
   write_pidfile(d);
   if (maild_server_start(d->srv) != 0)
     return fail("cannot start the server");
+  {
+    char path[4096];
+    join(path, sizeof(path), d->cfg.data_dir, "control");
+    if (maild_control_start(&d->control, d->loop, path, d->srv) != 0)
+      log_line(d, LOG_WARNING,
+               "no control socket at %s: maildctl queue commands will not "
+               "reach this daemon",
+               path);
+  }
   watch_signals(d);
   log_line(d, LOG_INFO, "maild %d.%d.%d started as %s", MAILD_VERSION_MAJOR,
            MAILD_VERSION_MINOR, MAILD_VERSION_PATCH, d->cfg.hostname);

@@ -5,13 +5,20 @@
  *   maildctl [-f FILE] user passwd ADDRESS [--password-stdin]
  *   maildctl [-f FILE] user del ADDRESS
  *   maildctl [-f FILE] user list
- *   maildctl [-f FILE] queue list
+ *   maildctl [-f FILE] queue [list [--json] | show ID | retry [ID] |
+ *                             hold ID | release ID | delete ID]
  *
  * It edits the users file named by the configuration (atomically: a new
  * file is written, synced and renamed into place), then asks a running
  * maild to reload (SIGHUP to the pid in <data-dir>/maild.pid). A password
  * comes from the terminal (asked twice, not echoed) or, for scripts, as
  * one line on standard input with --password-stdin.
+ *
+ * `queue` alone prints a summary (messages, recipients, size, held, by
+ * destination domain); `list` and `show` read the spool's committed
+ * envelopes; retry, hold, release and delete go to the running daemon
+ * through its control socket (<data-dir>/control), so they take effect at
+ * once.
  */
 #include "config.h"
 #include "site.h"
@@ -21,6 +28,8 @@
 #include "queue/spool.h"
 
 #include <dirent.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 
 #include <errno.h>
@@ -40,7 +49,9 @@ static int usage(void) {
           "       maildctl [-f FILE] user passwd ADDRESS [--password-stdin]\n"
           "       maildctl [-f FILE] user del ADDRESS\n"
           "       maildctl [-f FILE] user list\n"
-          "       maildctl [-f FILE] queue list\n");
+          "       maildctl [-f FILE] queue [list [--json] | show ID]\n"
+          "       maildctl [-f FILE] queue retry [ID] | hold ID | release ID "
+          "| delete ID\n");
   return 2;
 }
 
@@ -212,51 +223,306 @@ static int user_cmd(const maild_config *cfg, int argc, char **argv) {
   return 0;
 }
 
-/* Lists the messages waiting in the spool, mailq style: id, size,
-   arrival, sender, then each recipient still pending. Reads the spool's
-   committed envelopes only; changes nothing. */
-static int queue_list(const maild_config *cfg) {
-  char dir[4096], when[32];
+/* ---- queue ---- */
+
+typedef struct queue_walk {
   maild_spool *sp;
-  maild_envelope *env;
-  struct dirent *e;
-  size_t i, n = 0;
-  DIR *d;
+  char dir[4096];
+  char holddir[4096];
+} queue_walk;
+
+static int walk_open(queue_walk *w, const maild_config *cfg) {
   int rc;
 
-  snprintf(dir, sizeof(dir), "%s/spool", cfg->data_dir);
-  rc = maild__spool_open(&sp, dir, NULL, NULL);
+  snprintf(w->dir, sizeof(w->dir), "%s/spool", cfg->data_dir);
+  rc = maild__spool_open(&w->sp, w->dir, NULL, NULL);
   if (rc != 0)
-    return fail(dir, rc);
-  snprintf(dir, sizeof(dir), "%s/spool/queue", cfg->data_dir);
-  d = opendir(dir);
-  while (d != NULL && (e = readdir(d)) != NULL) {
-    char id[MAILD_SPOOL_ID_LEN + 1];
-    size_t len = strlen(e->d_name);
-    time_t t;
-    if (len != MAILD_SPOOL_ID_LEN + 4 ||
-        strcmp(e->d_name + MAILD_SPOOL_ID_LEN, ".env") != 0)
-      continue;
-    memcpy(id, e->d_name, MAILD_SPOOL_ID_LEN);
-    id[MAILD_SPOOL_ID_LEN] = '\0';
-    if (maild__spool_load(sp, id, &env) != 0)
-      continue; /* removed meanwhile, or not ours to judge */
-    t = (time_t)(env->arrival_usec / 1000000);
-    strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", gmtime(&t));
-    printf("%s %8llu %s UTC <%s>\n", env->id, (unsigned long long)env->msg_size,
-           when, env->sender);
-    for (i = 0; i < env->nrcpt; i++) {
-      if (env->rcpt[i].state == MAILD_RCPT_PENDING)
-        printf("    <%s>\n", env->rcpt[i].addr);
-    }
-    maild__spool_envelope_free(sp, env);
-    n++;
-  }
-  if (d != NULL)
-    closedir(d);
-  maild__spool_close(sp);
-  printf("-- %zu message%s in the queue\n", n, n == 1 ? "" : "s");
+    return fail(w->dir, rc);
+  snprintf(w->holddir, sizeof(w->holddir), "%s/spool/hold", cfg->data_dir);
+  snprintf(w->dir, sizeof(w->dir), "%s/spool/queue", cfg->data_dir);
   return 0;
+}
+
+static int is_held(const queue_walk *w, const char *id) {
+  char path[4200];
+
+  snprintf(path, sizeof(path), "%s/%s", w->holddir, id);
+  return access(path, F_OK) == 0;
+}
+
+/* Calls `fn` for every committed envelope, in id (arrival) order. */
+static size_t walk(queue_walk *w,
+                   void (*fn)(const queue_walk *w, const maild_envelope *env,
+                              void *ud),
+                   void *ud) {
+  struct dirent **names = NULL;
+  size_t count = 0;
+  int n, i;
+
+  n = scandir(w->dir, &names, NULL, alphasort);
+  for (i = 0; i < n; i++) {
+    const char *name = names[i]->d_name;
+    char id[MAILD_SPOOL_ID_LEN + 1];
+    maild_envelope *env;
+    if (strlen(name) == MAILD_SPOOL_ID_LEN + 4 &&
+        strcmp(name + MAILD_SPOOL_ID_LEN, ".env") == 0) {
+      memcpy(id, name, MAILD_SPOOL_ID_LEN);
+      id[MAILD_SPOOL_ID_LEN] = '\0';
+      if (maild__spool_load(w->sp, id, &env) == 0) {
+        fn(w, env, ud);
+        maild__spool_envelope_free(w->sp, env);
+        count++;
+      }
+    }
+    free(names[i]);
+  }
+  free(names);
+  return count;
+}
+
+static void when(char *buf, size_t cap, int64_t usec) {
+  time_t t = (time_t)(usec / 1000000);
+  struct tm tm;
+
+  gmtime_r(&t, &tm);
+  strftime(buf, cap, "%Y-%m-%d %H:%M:%S", &tm);
+}
+
+static const char *state_name(int state) {
+  return state == MAILD_RCPT_DONE     ? "delivered"
+         : state == MAILD_RCPT_FAILED ? "bounced"
+                                      : "pending";
+}
+
+static void print_human(const queue_walk *w, const maild_envelope *env,
+                        void *ud) {
+  char t[32];
+  size_t i;
+
+  (void)ud;
+  when(t, sizeof(t), env->arrival_usec);
+  printf("%s%s %8llu %s UTC <%s>\n", env->id, is_held(w, env->id) ? "!" : "",
+         (unsigned long long)env->msg_size, t, env->sender);
+  for (i = 0; i < env->nrcpt; i++)
+    if (env->rcpt[i].state == MAILD_RCPT_PENDING)
+      printf("    <%s>\n", env->rcpt[i].addr);
+}
+
+/* A JSON string: the octets as they are, with JSON's escapes. */
+static void json_str(const char *s) {
+  putchar('"');
+  for (; *s != '\0'; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\')
+      printf("\\%c", c);
+    else if (c < 0x20 || c == 0x7f)
+      printf("\\u%04x", c);
+    else
+      putchar(c);
+  }
+  putchar('"');
+}
+
+static void print_json(const queue_walk *w, const maild_envelope *env,
+                       void *ud) {
+  int *first = ud;
+  char t[32];
+  size_t i;
+
+  when(t, sizeof(t), env->arrival_usec);
+  printf("%s\n  {\"id\": ", *first ? "" : ",");
+  *first = 0;
+  json_str(env->id);
+  printf(", \"size\": %llu, \"arrival\": \"%sZ\", \"sender\": ",
+         (unsigned long long)env->msg_size, t);
+  json_str(env->sender);
+  printf(", \"held\": %s, \"recipients\": [",
+         is_held(w, env->id) ? "true" : "false");
+  for (i = 0; i < env->nrcpt; i++) {
+    printf("%s{\"address\": ", i ? ", " : "");
+    json_str(env->rcpt[i].addr);
+    printf(", \"state\": \"%s\"}", state_name(env->rcpt[i].state));
+  }
+  printf("]}");
+}
+
+static int queue_list(const maild_config *cfg, int json) {
+  queue_walk w;
+  size_t n;
+  int first = 1;
+
+  if (walk_open(&w, cfg) != 0)
+    return 1;
+  if (json) {
+    printf("[");
+    walk(&w, print_json, &first);
+    printf("%s]\n", first ? "" : "\n");
+  } else {
+    n = walk(&w, print_human, NULL);
+    printf("-- %zu message%s in the queue\n", n, n == 1 ? "" : "s");
+  }
+  maild__spool_close(w.sp);
+  return 0;
+}
+
+typedef struct summary {
+  size_t msgs, rcpts, held;
+  uint64_t size;
+  struct {
+    char domain[256];
+    size_t n;
+  } dom[64];
+  size_t ndom, other;
+} summary;
+
+static void count(const queue_walk *w, const maild_envelope *env, void *ud) {
+  summary *s = ud;
+  size_t i, k;
+
+  s->msgs++;
+  s->size += env->msg_size;
+  s->held += (size_t)is_held(w, env->id);
+  for (i = 0; i < env->nrcpt; i++) {
+    const char *at = strrchr(env->rcpt[i].addr, '@');
+    if (env->rcpt[i].state != MAILD_RCPT_PENDING)
+      continue;
+    s->rcpts++;
+    at = at ? at + 1 : "";
+    for (k = 0; k < s->ndom; k++)
+      if (strcmp(s->dom[k].domain, at) == 0)
+        break;
+    if (k == s->ndom && s->ndom < 64)
+      snprintf(s->dom[s->ndom++].domain, sizeof(s->dom[0].domain), "%s", at);
+    if (k < s->ndom)
+      s->dom[k].n++;
+    else
+      s->other++;
+  }
+}
+
+static int queue_summary(const maild_config *cfg) {
+  queue_walk w;
+  summary *s = calloc(1, sizeof(*s));
+  size_t k;
+
+  if (s == NULL || walk_open(&w, cfg) != 0) {
+    free(s);
+    return 1;
+  }
+  walk(&w, count, s);
+  maild__spool_close(w.sp);
+  printf("%zu message%s, %zu pending recipient%s, %llu octets, %zu held\n",
+         s->msgs, s->msgs == 1 ? "" : "s", s->rcpts, s->rcpts == 1 ? "" : "s",
+         (unsigned long long)s->size, s->held);
+  for (k = 0; k < s->ndom; k++)
+    printf("%8zu  %s\n", s->dom[k].n, s->dom[k].domain);
+  if (s->other > 0)
+    printf("%8zu  (other domains)\n", s->other);
+  free(s);
+  return 0;
+}
+
+static int queue_show(const maild_config *cfg, const char *id) {
+  char path[4200], buf[8192];
+  queue_walk w;
+  maild_envelope *env;
+  size_t i, n;
+  FILE *f;
+  int rc;
+
+  if (!maild__spool_id_valid(id))
+    return fail(id, MAILD_ERR_INVAL);
+  if (walk_open(&w, cfg) != 0)
+    return 1;
+  rc = maild__spool_load(w.sp, id, &env);
+  if (rc != 0) {
+    maild__spool_close(w.sp);
+    return fail(id, rc);
+  }
+  when(buf, sizeof(buf), env->arrival_usec);
+  printf("id: %s\narrival: %s UTC\nsize: %llu\nsender: <%s>\nheld: %s\n"
+         "client: [%s] helo=<%s>%s%s\n",
+         env->id, buf, (unsigned long long)env->msg_size, env->sender,
+         is_held(&w, id) ? "yes" : "no", env->client_addr, env->client_helo,
+         env->auth_id[0] ? " auth=" : "", env->auth_id);
+  for (i = 0; i < env->nrcpt; i++)
+    printf("recipient: <%s> %s\n", env->rcpt[i].addr,
+           state_name(env->rcpt[i].state));
+  /* The header section, as stored. */
+  snprintf(path, sizeof(path), "%s/%s.msg", w.dir, id);
+  f = fopen(path, "rb");
+  if (f != NULL) {
+    printf("\n");
+    while (fgets(buf, sizeof(buf), f) != NULL && strcmp(buf, "\r\n") != 0 &&
+           strcmp(buf, "\n") != 0) {
+      n = strlen(buf);
+      fwrite(buf, 1, n, stdout);
+    }
+    fclose(f);
+  }
+  maild__spool_envelope_free(w.sp, env);
+  maild__spool_close(w.sp);
+  return 0;
+}
+
+/* Sends one command to the running daemon and prints its answer. */
+static int queue_control(const maild_config *cfg, const char *cmd,
+                         const char *id) {
+  struct sockaddr_un sa;
+  char line[256], reply[256];
+  ssize_t n;
+  size_t got = 0;
+  int fd;
+
+  memset(&sa, 0, sizeof(sa));
+  sa.sun_family = AF_UNIX;
+  if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/control",
+                       cfg->data_dir) >= sizeof(sa.sun_path)) {
+    fprintf(stderr, "maildctl: %s/control: path too long\n", cfg->data_dir);
+    return 1;
+  }
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+    fprintf(stderr, "maildctl: %s: %s (is maild running?)\n", sa.sun_path,
+            strerror(errno));
+    if (fd >= 0)
+      close(fd);
+    return 1;
+  }
+  snprintf(line, sizeof(line), "%s%s%s\n", cmd, id ? " " : "", id ? id : "");
+  if (write(fd, line, strlen(line)) != (ssize_t)strlen(line)) {
+    close(fd);
+    return fail("control socket", MAILD_ERR_IO);
+  }
+  while (got < sizeof(reply) - 1 &&
+         (n = read(fd, reply + got, sizeof(reply) - 1 - got)) > 0)
+    got += (size_t)n;
+  close(fd);
+  reply[got] = '\0';
+  if (strncmp(reply, "ok", 2) == 0)
+    return 0;
+  fprintf(stderr, "maildctl: %s", got ? reply : "no answer\n");
+  return 1;
+}
+
+static int queue_cmd(const maild_config *cfg, int argc, char **argv) {
+  const char *sub = argc > 0 ? argv[0] : NULL;
+
+  if (sub == NULL)
+    return queue_summary(cfg);
+  if (strcmp(sub, "list") == 0 && argc == 1)
+    return queue_list(cfg, 0);
+  if (strcmp(sub, "list") == 0 && argc == 2 && strcmp(argv[1], "--json") == 0)
+    return queue_list(cfg, 1);
+  if (strcmp(sub, "show") == 0 && argc == 2)
+    return queue_show(cfg, argv[1]);
+  if (strcmp(sub, "retry") == 0 && argc <= 2)
+    return queue_control(cfg, sub, argc == 2 ? argv[1] : NULL);
+  if ((strcmp(sub, "hold") == 0 || strcmp(sub, "release") == 0 ||
+       strcmp(sub, "delete") == 0) &&
+      argc == 2)
+    return queue_control(cfg, sub, argv[1]);
+  return usage();
 }
 
 int main(int argc, char **argv) {
@@ -280,9 +546,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   if (strcmp(argv[optind], "queue") == 0)
-    rc = argc - optind == 2 && strcmp(argv[optind + 1], "list") == 0
-             ? queue_list(&cfg)
-             : usage();
+    rc = queue_cmd(&cfg, argc - optind - 1, argv + optind + 1);
   else
     rc = user_cmd(&cfg, argc - optind - 1, argv + optind + 1);
   maild_config_free(&cfg);

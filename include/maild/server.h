@@ -110,6 +110,25 @@ MAILD_EXTERN void maild_server_set_resolver(maild_server *srv,
                                             maild_resolver *r);
 
 /*
+ * Queue control (maildctl talks to the daemon, which calls these). `id`
+ * is a queue id as maildctl lists it.
+ *
+ * retry: messages waiting for their next attempt try now (`id` NULL:
+ * all). hold: the message is not tried until released (durable: a hold
+ * survives a restart). release: it is tried now. delete: its files are
+ * removed (whether queued for outbound or not); an attempt in progress
+ * finishes without effect. hold, release and delete take effect on the
+ * worker pool right after the call.
+ * Returns 0, MAILD_ERR_INVAL (malformed id), MAILD_ERR_NOT_FOUND (not in
+ * the outbound queue; retry, hold and release), MAILD_ERR_STATE (the
+ * server is closing), MAILD_ERR_NOMEM or MAILD_ERR_IO.
+ */
+MAILD_EXTERN int maild_server_queue_retry(maild_server *srv, const char *id);
+MAILD_EXTERN int maild_server_queue_hold(maild_server *srv, const char *id);
+MAILD_EXTERN int maild_server_queue_release(maild_server *srv, const char *id);
+MAILD_EXTERN int maild_server_queue_delete(maild_server *srv, const char *id);
+
+/*
  * Sets the certificate for STARTTLS (offered on smtp and submission
  * listeners once set) and for smtps listeners (implicit TLS, RFC 8314),
  * whose connections are closed while none is set. The server takes its

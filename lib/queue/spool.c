@@ -47,6 +47,7 @@ struct maild_spool {
   int tmp_fd;
   int queue_fd;
   int corrupt_fd;
+  char *root; /* the spool directory, for hold/ (made when first used) */
 };
 
 struct maild_spool_writer {
@@ -219,6 +220,7 @@ static void spool_free(maild_spool *sp) {
   fds[2] = &sp->corrupt_fd;
   for (i = 0; i < 3; i++)
     sp_close_quiet(sp, *fds[i]);
+  maild__free(&sp->mem, sp->root);
   maild__free(&sp->mem, sp);
 }
 
@@ -266,6 +268,11 @@ int maild__spool_open(maild_spool **out, const char *dir,
   sp->mem = m;
   ops_init(&sp->ops, ops);
   sp->tmp_fd = sp->queue_fd = sp->corrupt_fd = -1;
+  sp->root = maild__strndup(&m, dir, strlen(dir));
+  if (sp->root == NULL) {
+    spool_free(sp);
+    return MAILD_ERR_NOMEM;
+  }
   if (open_dirs(sp, dir) != 0) {
     spool_free(sp);
     return MAILD_ERR_IO;
@@ -803,6 +810,61 @@ int maild__spool_remove(maild_spool *sp, const char *id) {
      delivered again (at least once), never lost; and removal is on every
      message's path, so the fsync would cost every message. */
   return found ? 0 : MAILD_ERR_NOT_FOUND;
+}
+
+/* ---- Hold ---------------------------------------------------------------- */
+
+/* hold/ under the spool, created (0700) when `create`; -1 with errno. */
+static int hold_dir(maild_spool *sp, int create) {
+  int root = sp_openat(sp, AT_FDCWD, sp->root, DIR_FLAGS), fd, created = 0;
+
+  if (root < 0)
+    return -1;
+  if (create)
+    fd = open_subdir(sp, root, "hold", &created);
+  else
+    fd = sp_openat(sp, root, "hold", DIR_FLAGS | O_NOFOLLOW);
+  if (fd >= 0 && created && sp_fsync(sp, root) != 0) {
+    sp_close_quiet(sp, fd);
+    fd = -1;
+  }
+  sp_close_quiet(sp, root);
+  return fd;
+}
+
+int maild__spool_hold(maild_spool *sp, const char *id, int hold) {
+  int dir, fd, rc = 0;
+
+  if (sp == NULL || !maild__spool_id_valid(id))
+    return MAILD_ERR_INVAL;
+  dir = hold_dir(sp, hold);
+  if (dir < 0)
+    return !hold && errno == ENOENT ? 0 : MAILD_ERR_IO;
+  if (hold) {
+    fd = sp->ops.openat(dir, id, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+                        0600, UD(sp));
+    if (fd < 0 || sp->ops.close(fd, UD(sp)) != 0)
+      rc = MAILD_ERR_IO;
+  } else if (sp->ops.unlinkat(dir, id, 0, UD(sp)) != 0 && errno != ENOENT) {
+    rc = MAILD_ERR_IO;
+  }
+  if (rc == 0 && sp_fsync(sp, dir) != 0)
+    rc = MAILD_ERR_IO;
+  sp_close_quiet(sp, dir);
+  return rc;
+}
+
+int maild__spool_held(maild_spool *sp, const char *id) {
+  int dir, r;
+
+  if (sp == NULL || !maild__spool_id_valid(id))
+    return 0;
+  dir = hold_dir(sp, 0);
+  if (dir < 0)
+    return 0;
+  r = name_exists(dir, id) == 1;
+  sp_close_quiet(sp, dir);
+  return r;
 }
 
 /* ---- Scan ---------------------------------------------------------------- */

@@ -312,6 +312,17 @@ int maild__spool_msg_name(const char *id, char buf[MAILD_SPOOL_NAME_SIZE]);
 int maild__spool_update(maild_spool *sp, const maild_envelope *env);
 
 /*
+ * Holds (`hold` 1) or releases a message: a marker hold/<id> beside the
+ * queue, made durable (the directory is fsync'd); the outbound queue does
+ * not try a held message. Releasing one that is not held is not an
+ * error. Returns 0, MAILD_ERR_INVAL or MAILD_ERR_IO.
+ */
+int maild__spool_hold(maild_spool *sp, const char *id, int hold);
+
+/* 1 when the message is held. */
+int maild__spool_held(maild_spool *sp, const char *id);
+
+/*
  * Removes a message: unlinks queue/<id>.env first (un-commit), then
  * queue/<id>.msg. Not fsync'd: after a crash the message may come back
  * and be delivered again (at least once, never lost). Returns 0,

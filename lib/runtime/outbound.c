@@ -73,6 +73,9 @@ struct out_msg {
   size_t jobs_left;
   int all_final;
   int expired;
+  int held;     /* on hold: no attempt until released */
+  int was_held; /* a hold marker may exist: remove it with the message */
+  int deleted;  /* deleted while an attempt ran */
 };
 
 struct out_job {
@@ -779,6 +782,11 @@ static void load_work(uv_work_t *req) {
   out_msg *m = req->data;
   maild_server *srv = m->srv;
 
+  m->err = 0;
+  if (maild__spool_held(srv->spool, m->id)) {
+    m->held = m->was_held = 1;
+    return;
+  }
   uv_mutex_lock(&srv->env_lock);
   m->err = maild__spool_load(srv->spool, m->id, &m->env);
   uv_mutex_unlock(&srv->env_lock);
@@ -914,6 +922,13 @@ static void load_done(uv_work_t *req, int status) {
 
   (void)status;
   srv->jobs--;
+  if (m->held && m->err == 0 && m->env == NULL) { /* waits for a release */
+    m->busy = 0;
+    srv->out_active--;
+    arm_timer(srv);
+    maild__server_maybe_closed(srv);
+    return;
+  }
   if (m->err != 0 || srv->closing) {
     if (m->err != 0 && m->err != MAILD_ERR_NOT_FOUND)
       maild__log(srv, MAILD_LOG_ERROR, "%s: cannot read the queue entry: %s",
@@ -1026,7 +1041,8 @@ static void persist_work(uv_work_t *req) {
   if (m->env != NULL && m->fd >= 0)
     build_bounce(m); /* before the files may go */
   uv_mutex_lock(&srv->env_lock);
-  m->err = maild__spool_load(srv->spool, m->id, &env);
+  m->err = m->deleted ? MAILD_ERR_NOT_FOUND
+                      : maild__spool_load(srv->spool, m->id, &env);
   if (m->err == 0) {
     for (i = 0; i < env->nrcpt && i < m->env->nrcpt; i++) {
       uint8_t r = m->result != NULL ? m->result[i] : 0;
@@ -1043,6 +1059,8 @@ static void persist_work(uv_work_t *req) {
   m->all_final = m->err == 0 && final;
   if (m->err == MAILD_ERR_NOT_FOUND)
     m->all_final = 1; /* removed meanwhile */
+  if (m->all_final && m->was_held)
+    maild__spool_hold(srv->spool, m->id, 0);
 }
 
 static void persist_done(uv_work_t *req, int status);
@@ -1189,7 +1207,7 @@ static void on_timer(uv_timer_t *t) {
   for (m = srv->out_msgs; m != NULL && srv->out_active < MSGS_ACTIVE;
        m = next) {
     next = m->next;
-    if (!m->busy && m->due <= now)
+    if (!m->busy && !m->held && m->due <= now)
       start_attempt(m);
   }
   arm_timer(srv);
@@ -1202,7 +1220,7 @@ static void arm_timer(maild_server *srv) {
   if (srv->closing)
     return;
   for (m = srv->out_msgs; m != NULL; m = m->next)
-    if (!m->busy && m->due < soonest)
+    if (!m->busy && !m->held && m->due < soonest)
       soonest = m->due;
   if (soonest == UINT64_MAX || srv->out_active >= MSGS_ACTIVE) {
     uv_timer_stop(&srv->out_timer);
@@ -1211,6 +1229,122 @@ static void arm_timer(maild_server *srv) {
   now = uv_now(srv->loop);
   uv_timer_start(&srv->out_timer, on_timer, soonest > now ? soonest - now : 0,
                  0);
+}
+
+/* ---- Queue control (maildctl through the daemon) ---- */
+
+static out_msg *find_msg(const maild_server *srv, const char *id) {
+  out_msg *m;
+
+  for (m = srv->out_msgs; m != NULL; m = m->next)
+    if (strcmp(m->id, id) == 0)
+      return m;
+  return NULL;
+}
+
+int maild_server_queue_retry(maild_server *srv, const char *id) {
+  uint64_t now;
+  out_msg *m;
+  int found = 0;
+
+  if (srv == NULL)
+    return MAILD_ERR_INVAL;
+  now = uv_now(srv->loop);
+  for (m = srv->out_msgs; m != NULL; m = m->next)
+    if (id == NULL || strcmp(m->id, id) == 0) {
+      found = 1;
+      if (!m->busy)
+        m->due = now;
+    }
+  arm_timer(srv);
+  return found || id == NULL ? 0 : MAILD_ERR_NOT_FOUND;
+}
+
+typedef struct ctl_job {
+  maild_server *srv;
+  uv_work_t req;
+  char id[MAILD_SPOOL_ID_LEN + 1];
+  int op; /* 1 hold, 0 release, 2 delete */
+} ctl_job;
+
+static void ctl_work(uv_work_t *req) {
+  ctl_job *c = req->data;
+  maild_server *srv = c->srv;
+
+  if (c->op == 2) {
+    uv_mutex_lock(&srv->env_lock);
+    maild__spool_remove(srv->spool, c->id);
+    uv_mutex_unlock(&srv->env_lock);
+    maild__spool_hold(srv->spool, c->id, 0);
+  } else {
+    maild__spool_hold(srv->spool, c->id, c->op);
+  }
+}
+
+static void ctl_done(uv_work_t *req, int status) {
+  ctl_job *c = req->data;
+  maild_server *srv = c->srv;
+  out_msg *m = find_msg(srv, c->id);
+
+  (void)status;
+  srv->jobs--;
+  if (m != NULL && c->op == 0 && !m->busy) { /* released: try it now */
+    m->held = 0;
+    m->due = uv_now(srv->loop);
+    arm_timer(srv);
+  }
+  maild__log(srv, MAILD_LOG_INFO, "%s: %s by the administrator", c->id,
+             c->op == 2 ? "deleted"
+             : c->op    ? "held"
+                        : "released");
+  maild__free(&srv->mem, c);
+  maild__server_maybe_closed(srv);
+}
+
+static int ctl(maild_server *srv, const char *id, int op) {
+  ctl_job *c;
+  out_msg *m;
+
+  if (srv == NULL || id == NULL || !maild__spool_id_valid(id))
+    return MAILD_ERR_INVAL;
+  if (srv->closing)
+    return MAILD_ERR_STATE;
+  m = find_msg(srv, id);
+  if (m == NULL && op != 2)
+    return MAILD_ERR_NOT_FOUND;
+  c = maild__calloc(&srv->mem, 1, sizeof(*c));
+  if (c == NULL)
+    return MAILD_ERR_NOMEM;
+  c->srv = srv;
+  snprintf(c->id, sizeof(c->id), "%s", id);
+  c->op = op;
+  c->req.data = c;
+  if (uv_queue_work(srv->loop, &c->req, ctl_work, ctl_done) != 0) {
+    maild__free(&srv->mem, c);
+    return MAILD_ERR_IO;
+  }
+  srv->jobs++;
+  if (m != NULL) {
+    if (op == 1)
+      m->held = m->was_held = 1;
+    else if (op == 2 && m->busy)
+      m->deleted = 1; /* the attempt finds it gone */
+    else if (op == 2)
+      msg_free(m);
+  }
+  return 0;
+}
+
+int maild_server_queue_hold(maild_server *srv, const char *id) {
+  return ctl(srv, id, 1);
+}
+
+int maild_server_queue_release(maild_server *srv, const char *id) {
+  return ctl(srv, id, 0);
+}
+
+int maild_server_queue_delete(maild_server *srv, const char *id) {
+  return ctl(srv, id, 2);
 }
 
 /* ---- Shutdown ---- */

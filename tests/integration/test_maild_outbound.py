@@ -9,6 +9,7 @@ retried, not lost), Q7 (what the remote receives: CRLF only, doubled
 dots) and Q9 (kill -9 with 1,000 messages queued: all delivered after the
 restart)."""
 import email
+import json
 import os
 import sys
 import time
@@ -154,6 +155,59 @@ if bounces:
 wait_until(lambda: A.spool_files() == [], 10)
 r.check("bounce: nothing left in the queue", A.spool_files() == [],
         A.spool_files())
+sink.stop()
+A.stop()
+
+# ---- maildctl queue: list, show, hold, release, delete, retry ----
+port = free_port()
+A = sender("127.0.0.1:%d" % port, retry="1h")
+for i in range(3):
+    submit(A, ["q%d@elsewhere.test" % i],
+           body=b"Subject: queued %d\r\n\r\nbody\r\n" % i)
+A.wait_log("status=deferred", timeout=15, count=3)
+listing = json.loads(A.ctl("queue", "list", "--json").stdout)
+ids = [m["id"] for m in listing]
+r.check("queue list --json: three messages, each recipient pending",
+        len(listing) == 3 and all(m["recipients"][0]["state"] == "pending"
+                                  and not m["held"] for m in listing) and
+        listing[0]["sender"] == ALICE, listing)
+summary = A.ctl("queue").stdout
+r.check("queue (summary): counts and the destination domain",
+        summary.startswith("3 messages, 3 pending recipients") and
+        "3  elsewhere.test" in summary, summary)
+show = A.ctl("queue", "show", ids[0]).stdout
+r.check("queue show: envelope and headers",
+        "sender: <%s>" % ALICE in show and
+        "recipient: <q0@elsewhere.test> pending" in show and
+        "Subject: queued 0" in show, show)
+r.check("queue hold", A.ctl("queue", "hold", ids[0]).returncode == 0)
+r.check("queue delete", A.ctl("queue", "delete", ids[2]).returncode == 0)
+bad = A.ctl("queue", "hold", "0" * 24, check=False)
+r.check("queue hold of an unknown id fails", bad.returncode != 0 and
+        "not in the outbound queue" in bad.stderr, bad.stderr)
+wait_until(lambda: not any(ids[2] in f for f in A.spool_files()), 10)
+r.check("delete: the files are gone",
+        not any(ids[2] in f for f in A.spool_files()), A.spool_files())
+human = A.ctl("queue", "list").stdout
+r.check("queue list: the held message is marked",
+        (ids[0] + "!") in human and "2 messages in the queue" in human, human)
+# The hold survives a restart.
+A.stop()
+A.start()
+sink = Sink(port)
+r.check("queue retry", A.ctl("queue", "retry").returncode == 0)
+wait_until(lambda: len(sink.messages()) >= 1, 20)
+time.sleep(1)
+got = sink.messages()
+r.check("retry: the released one is sent, the held one is not",
+        len(got) == 1 and b"queued 1" in got[0], [g[-40:] for g in got])
+r.check("queue release", A.ctl("queue", "release", ids[0]).returncode == 0)
+wait_until(lambda: len(sink.messages()) >= 2, 20)
+r.check("release: the held message goes at once",
+        len(sink.messages()) == 2 and
+        any(b"queued 0" in g for g in sink.messages()))
+wait_until(lambda: A.spool_files() == [], 10)
+r.check("the queue is empty after", A.spool_files() == [], A.spool_files())
 sink.stop()
 A.stop()
 
