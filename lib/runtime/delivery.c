@@ -58,6 +58,7 @@ void maild__delivery_free(delivery *d) {
   maild__free(m, d->rcpts);
   maild__buf_free(&d->body, m);
   maild__free(m, d->sender);
+  maild__free(m, d->envid);
   maild__free(m, d->helo);
   maild__free(m, d->peer);
   maild__free(m, d->tls_info);
@@ -201,9 +202,13 @@ static int stage(delivery *d) {
     er[i].addr = d->rcpts[i].addr;
     er[i].orcpt_type = d->rcpts[i].orig[0] ? "rfc822" : "";
     er[i].orcpt = d->rcpts[i].orig;
+    er[i].notify = d->rcpts[i].notify;
   }
   memset(&env, 0, sizeof(env));
   env.sender = d->sender;
+  env.envid = d->envid;
+  env.ret = d->ret;
+  env.body = d->body_type;
   env.client_addr = d->peer;
   env.client_helo = d->helo;
   env.smtputf8 = d->smtputf8;

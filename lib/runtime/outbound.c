@@ -439,6 +439,48 @@ static int on_read_body(maild_smtp_client *c, uint8_t *buf, size_t cap,
   return MAILD_ERR_DEFER;
 }
 
+/* The DSN parameters as the next server gets them (RFC 3461 4); the
+   engine sends them only to servers that offer DSN. */
+typedef struct dsn_text {
+  char notify[40];
+  char orcpt[MAILD_ENV_ADDR_MAX * 3 + 16];
+} dsn_text;
+
+static void dsn_rcpt(const maild_envelope_rcpt *er, dsn_text *t,
+                     maild_smtp_client_rcpt *rc) {
+  unsigned n = er->notify;
+  size_t len;
+
+  t->notify[0] = '\0';
+  if (n & MAILD_NOTIFY_NEVER)
+    snprintf(t->notify, sizeof(t->notify), "NEVER");
+  else {
+    static const struct {
+      unsigned bit;
+      const char *word;
+    } words[] = {{MAILD_NOTIFY_SUCCESS, "SUCCESS"},
+                 {MAILD_NOTIFY_FAILURE, "FAILURE"},
+                 {MAILD_NOTIFY_DELAY, "DELAY"}};
+    size_t k;
+    for (k = 0; k < 3; k++)
+      if (n & words[k].bit) {
+        if (t->notify[0] != '\0')
+          strcat(t->notify, ",");
+        strcat(t->notify, words[k].word);
+      }
+  }
+  rc->notify = t->notify[0] ? t->notify : NULL;
+  rc->orcpt = NULL;
+  if (er->orcpt[0] != '\0') {
+    len = (size_t)snprintf(t->orcpt, sizeof(t->orcpt), "%s;",
+                           er->orcpt_type[0] ? er->orcpt_type : "rfc822");
+    if (len < sizeof(t->orcpt) &&
+        maild_xtext_encode(er->orcpt, strlen(er->orcpt), t->orcpt + len,
+                           sizeof(t->orcpt) - len) > 0)
+      rc->orcpt = t->orcpt;
+  }
+}
+
 /* The next job for this session, or QUIT. */
 static void on_ready(maild_smtp_client *c, void *ud) {
   out_session *s = ud;
@@ -447,6 +489,8 @@ static void on_ready(maild_smtp_client *c, void *ud) {
   maild_smtp_client_rcpt *rc;
   maild_smtp_client_message msg;
   const maild_envelope *env;
+  dsn_text *dt;
+  char envid[MAILD_ENV_TEXT_MAX * 3 + 1];
   size_t k;
 
   if (s->starting) {
@@ -464,13 +508,18 @@ static void on_ready(maild_smtp_client *c, void *ud) {
   j->next = NULL;
   env = j->m->env;
   rc = maild__calloc(&s->srv->mem, j->n, sizeof(*rc));
-  if (rc == NULL) {
+  dt = maild__calloc(&s->srv->mem, j->n, sizeof(*dt));
+  if (rc == NULL || dt == NULL) {
+    maild__free(&s->srv->mem, rc);
+    maild__free(&s->srv->mem, dt);
     job_fail(j, d->name, 451, "4.3.0", "Out of memory");
     maild_smtp_client_quit(c);
     return;
   }
-  for (k = 0; k < j->n; k++)
+  for (k = 0; k < j->n; k++) {
     rc[k].address = env->rcpt[j->idx[k]].addr;
+    dsn_rcpt(&env->rcpt[j->idx[k]], &dt[k], &rc[k]);
+  }
   memset(&msg, 0, sizeof(msg));
   msg.from = env->sender;
   msg.rcpts = rc;
@@ -478,6 +527,13 @@ static void on_ready(maild_smtp_client *c, void *ud) {
   msg.size = env->msg_size - env->return_path_len;
   msg.body_8bit = env->body == MAILD_BODY_8BITMIME;
   msg.smtputf8 = env->smtputf8;
+  msg.ret = env->ret == MAILD_RET_FULL   ? "FULL"
+            : env->ret == MAILD_RET_HDRS ? "HDRS"
+                                         : NULL;
+  if (env->envid[0] != '\0' &&
+      maild_xtext_encode(env->envid, strlen(env->envid), envid, sizeof(envid)) >
+          0)
+    msg.envid = envid;
   s->job = j;
   s->took_job = 1;
   s->len = s->pos = 0;
@@ -490,6 +546,7 @@ static void on_ready(maild_smtp_client *c, void *ud) {
     maild_smtp_client_quit(c);
   }
   maild__free(&s->srv->mem, rc);
+  maild__free(&s->srv->mem, dt);
 }
 
 static int on_starttls(maild_smtp_client *c, void *ud) {

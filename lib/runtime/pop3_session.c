@@ -615,8 +615,8 @@ void maild__pop3_session_shutdown(pop3_session *s) {
 
 int maild__pop3_session_start(maild_server *srv, maild_conn *conn,
                               const char *peer, maild_service service) {
-  static const maild_conn_cb conn_cb = {on_read_conn, on_eof,   on_drain,
-                                        on_timeout,   on_close, on_tls, NULL};
+  static const maild_conn_cb conn_cb = {
+      on_read_conn, on_eof, on_drain, on_timeout, on_close, on_tls, NULL};
   const maild_options *opt = maild__server_options(srv, service);
   pop3_session *s = maild__calloc(&srv->mem, 1, sizeof(*s));
 

@@ -190,9 +190,10 @@ typedef struct delivery_rcpt {
   int done;
   int status; /* last maild_store_deliver() result */
   int sys_errno;
-  int logged;     /* its delivery has been logged */
-  char *store_id; /* the store's name for it, to withdraw it */
-  int remote;     /* another domain: waits in the spool for outbound */
+  int logged;      /* its delivery has been logged */
+  char *store_id;  /* the store's name for it, to withdraw it */
+  int remote;      /* another domain: waits in the spool for outbound */
+  unsigned notify; /* DSN NOTIFY bits (maild_notify), 0 if not given */
 } delivery_rcpt;
 
 /* One message on its way from the session into the spool and mailboxes. */
@@ -201,6 +202,9 @@ struct delivery {
   uv_work_t req;
   /* Input, filled by the session. */
   char *sender;
+  char *envid;   /* DSN ENVID (decoded), or NULL */
+  int ret;       /* DSN RET (maild_ret_type) */
+  int body_type; /* BODY= (maild_body_type) */
   delivery_rcpt *rcpts;
   size_t nrcpts;
   maild_buf body;             /* body octets not yet in the spool */

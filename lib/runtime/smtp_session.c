@@ -177,6 +177,13 @@ static int on_mail(maild_smtp_server *eng, const maild_smtp_mail *m,
   d->tls = s->tls == 2;
   d->auth = maild_smtp_server_is_authenticated(eng);
   d->smtputf8 = (m->params->present & MAILD_PARAM_SMTPUTF8) != 0;
+  d->ret = m->params->ret;
+  d->body_type = m->params->body;
+  if (m->params->envid_len > 0) {
+    d->envid = dup_str(srv, m->params->envid, m->params->envid_len);
+    if (d->envid == NULL)
+      goto nomem;
+  }
   uv_gettimeofday(&tv);
   d->arrival_usec = tv.tv_sec * 1000000 + tv.tv_usec;
   return 0;
@@ -202,6 +209,8 @@ static int on_rcpt(maild_smtp_server *eng, const maild_smtp_rcpt *rc,
 
   char addr[MAILD_PATH_MAX * 2];
 
+  size_t before = s->d != NULL ? s->d->nrcpts : 0;
+
   (void)eng;
   if (s->d == NULL || maild__rcpt_resolve(s->srv, rc->to, s->d,
                                           may_relay(s, eng), reply) != 0) {
@@ -209,6 +218,10 @@ static int on_rcpt(maild_smtp_server *eng, const maild_smtp_rcpt *rc,
     reply->enhanced = "4.3.0";
     reply->text = "Error: insufficient system resources";
   }
+  /* The DSN requests go with the recipient (and the alias targets it
+     became). */
+  for (; reply->code == 0 && before < s->d->nrcpts; before++)
+    s->d->rcpts[before].notify = rc->params->notify;
   if (reply->code != 0 && maild_path_format(rc->to, addr, sizeof(addr)) >= 0)
     maild__log(s->srv, MAILD_LOG_INFO,
                "reject: RCPT from [%s]: %d %s <%s>: %s; from=<%s>", s->peer,
@@ -711,8 +724,8 @@ void maild__smtp_session_shutdown(smtp_session *s, int force) {
 
 int maild__smtp_session_start(maild_server *srv, maild_conn *conn,
                               const char *peer, maild_service service) {
-  static const maild_conn_cb conn_cb = {on_read,    on_eof,   on_drain,
-                                        on_timeout, on_close, on_tls, NULL};
+  static const maild_conn_cb conn_cb = {on_read,  on_eof, on_drain, on_timeout,
+                                        on_close, on_tls, NULL};
   const maild_options *opt = maild__server_options(srv, service);
   smtp_session *s = maild__calloc(&srv->mem, 1, sizeof(*s));
 

@@ -81,6 +81,11 @@ class Maild:
                  "data-dir " + self.data]
         for svc in self.listen:
             lines.append("listen %s 127.0.0.1:0" % svc)
+        if "dns-servers" not in self.extra:
+            # Never the machine's resolver: a loopback port where nothing
+            # answers, so MX lookups fail (temporarily) unless a test
+            # starts its own DNS server.
+            lines.append("dns-servers 127.0.0.1:1")
         with open(self.conf, "w") as f:
             f.write("\n".join(lines) + "\n" + self.extra + "\n")
 

@@ -717,7 +717,7 @@ def layout_problems(m, allowed_boxes):
             if len(parts) != 1:
                 bad.append(rel)
             continue
-        if len(parts) == 1 or parts[1] in ("users", "maild.pid"):
+        if len(parts) == 1 or parts[1] in ("users", "maild.pid", "control"):
             continue
         if parts[1] == "tls":  # the generated certificate and key
             if len(parts) > 2 and parts[2] not in ("cert.pem", "key.pem"):
@@ -725,7 +725,7 @@ def layout_problems(m, allowed_boxes):
             continue
         if parts[1] == "spool":
             if len(parts) > 2 and parts[2] not in ("tmp", "queue",
-                                                   "corrupt"):
+                                                   "corrupt", "hold"):
                 bad.append(rel)
             continue
         if parts[1] != "mail":

@@ -25,15 +25,16 @@
 #include "testmem.h"
 
 enum {
-  F_STARTTLS = 1,  /* option STARTTLS */
-  F_CHUNKING = 2,  /* option CHUNKING */
-  F_AUTH = 4,      /* credentials user/pass */
-  F_TLS = 8,       /* TLS_ACTIVE */
-  F_REQUIRE = 16,  /* TLS_REQUIRED */
-  F_EARLY = 32,    /* the first message is submitted before the greeting */
-  F_WHOLE = 64,    /* the body is read in one piece */
-  F_TWO = 128,     /* two messages, the second to d@y.test */
-  F_NULLFROM = 256 /* the null reverse-path */
+  F_STARTTLS = 1,   /* option STARTTLS */
+  F_CHUNKING = 2,   /* option CHUNKING */
+  F_AUTH = 4,       /* credentials user/pass */
+  F_TLS = 8,        /* TLS_ACTIVE */
+  F_REQUIRE = 16,   /* TLS_REQUIRED */
+  F_EARLY = 32,     /* the first message is submitted before the greeting */
+  F_WHOLE = 64,     /* the body is read in one piece */
+  F_TWO = 128,      /* two messages, the second to d@y.test */
+  F_NULLFROM = 256, /* the null reverse-path */
+  F_DSN = 512       /* DSN parameters on the message */
 };
 
 static const char body_text[] =
@@ -73,12 +74,20 @@ static int submit(harness *h) {
   static const maild_smtp_client_rcpt rcpts[] = {{"b@y.test", NULL, NULL},
                                                  {"c@y.test", NULL, NULL}};
   static const maild_smtp_client_rcpt second[] = {{"d@y.test", NULL, NULL}};
+  static const maild_smtp_client_rcpt dsn[] = {
+      {"b@y.test", "SUCCESS,FAILURE", "rfc822;b+2Bx@y.test"},
+      {"c@y.test", "NEVER", NULL}};
   maild_smtp_client_message m;
   int r;
 
   memset(&m, 0, sizeof(m));
   m.from = h->flags & F_NULLFROM ? "" : "a@x.test";
-  m.rcpts = h->submitted == 0 ? rcpts : second;
+  m.rcpts = h->submitted == 0 ? (h->flags & F_DSN ? dsn : rcpts) : second;
+  if (h->flags & F_DSN) {
+    m.ret = "HDRS";
+    m.envid = "QQ+2B1";
+    m.body_8bit = 1;
+  }
   m.nrcpts = h->submitted == 0 ? 2 : 1;
   m.size = strlen(h->body);
   h->body_pos = 0;
@@ -558,7 +567,63 @@ static const char *const t_greeting_refused[] = {
     "E: closed 554",
     NULL};
 
+/* DSN and BODY parameters go to a server that offers them. */
+static const char *const t_dsn[] = {
+    "S: 220 mx.test",
+    "C: EHLO client.test",
+    "S: 250-mx.test",
+    "S: 250-DSN",
+    "S: 250-8BITMIME",
+    "S: 250-SIZE",
+    "S: 250 PIPELINING",
+    "E: ready",
+    "C: MAIL FROM:<a@x.test> SIZE=47 BODY=8BITMIME RET=HDRS ENVID=QQ+2B1",
+    "C: RCPT TO:<b@y.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;b+2Bx@y.test",
+    "C: RCPT TO:<c@y.test> NOTIFY=NEVER",
+    "C: DATA",
+    "S: 250 Ok",
+    "S: 250 Ok",
+    "S: 250 Ok",
+    "S: 354 Go",
+    BODY_DATA,
+    "S: 250 Ok",
+    "E: rcpt 0 250",
+    "E: rcpt 1 250",
+    "E: message 250",
+    "E: ready",
+    "C: QUIT",
+    "S: 221 Bye",
+    "E: closed 221",
+    NULL};
+
+/* The same message to a server without DSN: the parameters stay home. */
+static const char *const t_no_dsn[] = {"S: 220 mx.test",
+                                       "C: EHLO client.test",
+                                       "S: 250-mx.test",
+                                       "S: 250 PIPELINING",
+                                       "E: ready",
+                                       "C: MAIL FROM:<a@x.test>",
+                                       "C: RCPT TO:<b@y.test>",
+                                       "C: RCPT TO:<c@y.test>",
+                                       "C: DATA",
+                                       "S: 250 Ok",
+                                       "S: 250 Ok",
+                                       "S: 250 Ok",
+                                       "S: 354 Go",
+                                       BODY_DATA,
+                                       "S: 250 Ok",
+                                       "E: rcpt 0 250",
+                                       "E: rcpt 1 250",
+                                       "E: message 250",
+                                       "E: ready",
+                                       "C: QUIT",
+                                       "S: 221 Bye",
+                                       "E: closed 221",
+                                       NULL};
+
 static const transcript transcripts[] = {
+    {"dsn", F_DSN, t_dsn},
+    {"no_dsn", F_DSN, t_no_dsn},
     {"pipelined", 0, t_pipelined},
     {"lockstep", 0, t_lockstep},
     {"starttls_bdat", F_STARTTLS | F_CHUNKING | F_AUTH | F_WHOLE,
