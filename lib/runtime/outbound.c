@@ -110,6 +110,7 @@ struct out_session {
   out_job *job;
   int connected, tls_started, closing, conn_gone;
   int took_job; /* at least one job went through this session */
+  int failed;   /* it ended on an error, not after QUIT */
   int starting; /* counted in dest->starting */
   int last_phase;
   char why[200]; /* how the session ended, when it failed */
@@ -626,6 +627,8 @@ static void on_conn_read(maild_conn *c, const uint8_t *data, size_t len,
 }
 
 static void lost(out_session *s, const char *why) {
+  if (maild_smtp_client_get_phase(s->eng) != MAILD_SMTP_CLIENT_CLOSED)
+    s->failed = 1; /* not the end of a finished session */
   snprintf(s->why, sizeof(s->why), "%s with %s", why, s->dest->name);
   maild_smtp_client_terminate(s->eng, 451, "4.4.2", s->why);
   session_pump(s);
@@ -659,6 +662,7 @@ static void on_conn_tls(maild_conn *c, int err, void *ud) {
     snprintf(text, sizeof(text), "TLS handshake with %s failed: %s",
              s->dest->name, maild__conn_tls_error(s->conn));
     snprintf(s->why, sizeof(s->why), "%s", text);
+    s->failed = 1;
     maild_smtp_client_terminate(s->eng, 451, "4.7.5", text);
     session_close(s);
     return;
@@ -696,10 +700,10 @@ static void session_free(out_session *s) {
   d->sessions--;
   if (s->starting)
     d->starting--;
-  /* The last session ended without ever taking a job (the destination
-     refuses connections or greetings): its waiting jobs fail for now
-     rather than reconnect at once. */
-  if (!s->took_job && d->sessions == 0) {
+  /* A session that failed before it could take a job (the destination
+     refuses connections or greetings): the waiting jobs move on to their
+     next host, or fail for now, rather than reconnect at once. */
+  if (!s->took_job && s->failed) {
     out_job *j;
     while ((j = d->jobs) != NULL) {
       d->jobs = j->next;

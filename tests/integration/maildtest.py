@@ -425,7 +425,8 @@ class Sink:
         self.proc = subprocess.Popen(
             ["smtp-sink", "-u", "nobody", "-d", self.dir + "/%M."] +
             list(opts) + ["127.0.0.1:%d" % port, "64"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
         wait_until(lambda: self._listening(port), 10)
 
     @staticmethod
