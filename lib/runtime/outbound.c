@@ -123,7 +123,9 @@ struct out_session {
   int eof, rerr;
 };
 
-static void arm_timer(maild_server *srv);
+static void schedule(maild_server *srv, uint64_t due);
+static void slot_freed(maild_server *srv);
+static void on_timer(uv_timer_t *t);
 static void dest_kick(out_dest *d);
 static void attempt_done(out_msg *m);
 
@@ -245,7 +247,7 @@ int maild__outbound_enqueue(maild_server *srv, const char *id,
     m->next->prev = m;
   srv->out_msgs = m;
   srv->out_queued++;
-  arm_timer(srv);
+  schedule(srv, m->due);
   return 0;
 }
 
@@ -986,7 +988,7 @@ static void load_done(uv_work_t *req, int status) {
   if (m->held && m->err == 0 && m->env == NULL) { /* waits for a release */
     m->busy = 0;
     srv->out_active--;
-    arm_timer(srv);
+    slot_freed(srv);
     maild__server_maybe_closed(srv);
     return;
   }
@@ -996,7 +998,7 @@ static void load_done(uv_work_t *req, int status) {
                  m->id, maild_strerror(m->err));
     msg_free(m); /* gone (delivered meanwhile), or found again at start */
     srv->out_active--;
-    arm_timer(srv);
+    slot_freed(srv);
     maild__server_maybe_closed(srv);
     return;
   }
@@ -1217,7 +1219,7 @@ static void persist_done(uv_work_t *req, int status) {
   if (m->all_final || pending == 0 || srv->closing) {
     srv->out_active--;
     msg_free(m);
-    arm_timer(srv);
+    slot_freed(srv);
     maild__server_maybe_closed(srv);
     return;
   }
@@ -1254,42 +1256,62 @@ static void persist_done(uv_work_t *req, int status) {
   m->busy = 0;
   srv->out_active--;
   m->due = uv_now(srv->loop) + (next > now ? next - now : 0);
-  arm_timer(srv);
+  slot_freed(srv);
+  schedule(srv, m->due);
   maild__server_maybe_closed(srv);
 }
 
-/* ---- The timer ---- */
+/* ---- The timer ----
+ *
+ * One timer for the whole queue. It fires at the earliest due time (or at
+ * once when an attempt slot frees up while due messages wait for one), and
+ * one pass over the queue starts what is due and finds the next time, so
+ * the cost per message stays constant however long the queue is.
+ */
 
-static void on_timer(uv_timer_t *t) {
-  maild_server *srv = t->data;
-  uint64_t now = uv_now(srv->loop);
-  out_msg *m, *next;
-
-  for (m = srv->out_msgs; m != NULL && srv->out_active < MSGS_ACTIVE;
-       m = next) {
-    next = m->next;
-    if (!m->busy && !m->held && m->due <= now)
-      start_attempt(m);
-  }
-  arm_timer(srv);
-}
-
-static void arm_timer(maild_server *srv) {
-  uint64_t now, soonest = UINT64_MAX;
-  out_msg *m;
+/* Makes the timer fire by `due` (uv_now() time) at the latest. */
+static void schedule(maild_server *srv, uint64_t due) {
+  uint64_t now;
 
   if (srv->closing)
     return;
-  for (m = srv->out_msgs; m != NULL; m = m->next)
-    if (!m->busy && !m->held && m->due < soonest)
-      soonest = m->due;
-  if (soonest == UINT64_MAX || srv->out_active >= MSGS_ACTIVE) {
-    uv_timer_stop(&srv->out_timer);
+  if (uv_is_active((uv_handle_t *)&srv->out_timer) && srv->out_timer_due <= due)
     return;
-  }
   now = uv_now(srv->loop);
-  uv_timer_start(&srv->out_timer, on_timer, soonest > now ? soonest - now : 0,
-                 0);
+  srv->out_timer_due = due;
+  uv_timer_start(&srv->out_timer, on_timer, due > now ? due - now : 0, 0);
+}
+
+/* An attempt ended: if due messages waited for a slot, go on. */
+static void slot_freed(maild_server *srv) {
+  if (srv->out_waiting && srv->out_active < MSGS_ACTIVE) {
+    srv->out_waiting = 0;
+    schedule(srv, uv_now(srv->loop));
+  }
+}
+
+static void on_timer(uv_timer_t *t) {
+  maild_server *srv = t->data;
+  uint64_t now = uv_now(srv->loop), soonest = UINT64_MAX;
+  out_msg *m, *next;
+
+  srv->out_waiting = 0;
+  for (m = srv->out_msgs; m != NULL; m = next) {
+    next = m->next;
+    if (m->busy || m->held)
+      continue;
+    if (m->due <= now && srv->out_active < MSGS_ACTIVE) {
+      start_attempt(m);
+      if (m->busy)
+        continue;
+    }
+    if (m->due < soonest)
+      soonest = m->due;
+  }
+  if (soonest <= now)
+    srv->out_waiting = 1; /* slot_freed() goes on */
+  else if (soonest != UINT64_MAX)
+    schedule(srv, soonest);
 }
 
 /* ---- Queue control (maildctl through the daemon) ---- */
@@ -1317,7 +1339,7 @@ int maild_server_queue_retry(maild_server *srv, const char *id) {
       if (!m->busy)
         m->due = now;
     }
-  arm_timer(srv);
+  schedule(srv, now);
   return found || id == NULL ? 0 : MAILD_ERR_NOT_FOUND;
 }
 
@@ -1352,7 +1374,7 @@ static void ctl_done(uv_work_t *req, int status) {
   if (m != NULL && c->op == 0 && !m->busy) { /* released: try it now */
     m->held = 0;
     m->due = uv_now(srv->loop);
-    arm_timer(srv);
+    schedule(srv, m->due);
   }
   maild__log(srv, MAILD_LOG_INFO, "%s: %s by the administrator", c->id,
              c->op == 2 ? "deleted"

@@ -105,6 +105,8 @@ struct maild_server {
   out_session *out_sessions;
   size_t nout_sessions;
   uv_timer_t out_timer;
+  uint64_t out_timer_due;          /* when out_timer fires, if active */
+  int out_waiting;                 /* due messages wait for an attempt slot */
   maild_tls_config *tls_client;    /* opportunistic STARTTLS; NULL: none */
   struct maild_resolver *resolver; /* borrowed; NULL: routes only */
   struct out_job *resolving;       /* jobs waiting for it */
