@@ -164,6 +164,8 @@ static const setting settings[] = {
    .field = FIELD(queue_lifetime_ms), .option = OPT(QUEUE_LIFETIME)},
   {.name = "timeout-connect", .kind = K_DURATION,
    .field = FIELD(timeout_connect_ms), .option = OPT(TIMEOUT_CONNECT)},
+  {.name = "timeout-outbound", .kind = K_DURATION,
+   .field = FIELD(timeout_outbound_ms), .option = OPT(TIMEOUT_OUTBOUND)},
 };
 /* clang-format on */
 

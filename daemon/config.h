@@ -137,6 +137,7 @@ typedef struct maild_config {
   uint64_t retry_max_ms;         /* MAILD_OPT_RETRY_MAX */
   uint64_t queue_lifetime_ms;    /* MAILD_OPT_QUEUE_LIFETIME */
   uint64_t timeout_connect_ms;   /* MAILD_OPT_TIMEOUT_CONNECT */
+  uint64_t timeout_outbound_ms;  /* MAILD_OPT_TIMEOUT_OUTBOUND */
   char **dns_servers;            /* `dns-servers`; none: /etc/resolv.conf */
   size_t ndns_servers;
 } maild_config;

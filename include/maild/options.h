@@ -92,7 +92,10 @@ extern "C" {
   /* Connections at once to one destination (host and port). */                \
   XX(OUTBOUND_CONNECTIONS, UINT, 5, 1, 1000)                                   \
   /* Milliseconds to connect to another server. */                             \
-  XX(TIMEOUT_CONNECT, UINT, 30000, 10, 86400000)
+  XX(TIMEOUT_CONNECT, UINT, 30000, 10, 86400000)                               \
+  /* Milliseconds an outbound session may wait in any phase; 0: the            \
+     RFC 5321 4.5.3.2 value of each phase (5 min, 10 min after the dot). */    \
+  XX(TIMEOUT_OUTBOUND, UINT, 0, 0, 86400000)
 
 typedef enum maild_option {
 #define MAILD_OPT_ENUM_(name, kind, def, min, max) MAILD_OPT_##name,

@@ -142,6 +142,7 @@ int maild__outbound_init(maild_server *srv, const maild_options *opt) {
   srv->outbound_port = (unsigned)U(OUTBOUND_PORT);
   srv->outbound_conns = (size_t)U(OUTBOUND_CONNECTIONS);
   srv->timeout_connect = U(TIMEOUT_CONNECT);
+  srv->timeout_outbound = U(TIMEOUT_OUTBOUND);
 #undef U
   if (uv_mutex_init(&srv->env_lock) != 0)
     return MAILD_ERR_NOMEM;
@@ -612,6 +613,9 @@ static void session_pump(out_session *s) {
   if (phase != s->last_phase) {
     uint64_t t =
         maild_smtp_client_phase_timeout((maild_smtp_client_phase)phase);
+    if (s->srv->timeout_outbound > 0 &&
+        (t == 0 || t > s->srv->timeout_outbound))
+      t = s->srv->timeout_outbound;
     s->last_phase = phase;
     maild__conn_deadline(s->conn, t);
   }

@@ -70,16 +70,21 @@ static int resolve_with(const maild_directory *dir, const maild_path *to,
               "Error: Recipient address rejected: User unknown");
     return 0;
   }
-  if (res.nexternal > 0) {
-    set_reply(reply, 554, "5.7.1",
-              "Error: this address forwards to other domains; relaying is "
-              "not available");
-    return 0;
-  }
   for (i = 0; i < res.nmailboxes; i++) {
     err = add_mailbox(d, orig, res.mailboxes[i]);
     if (err != 0)
       return err;
+  }
+  /* An alias that forwards elsewhere: the targets go out by the outbound
+     queue, whoever the client is (the site's own configuration chose
+     them; the hop count cuts forwarding loops). */
+  for (i = 0; i < res.nexternal; i++) {
+    size_t before = d->nrcpts;
+    err = add_mailbox(d, orig, res.external[i]);
+    if (err != 0)
+      return err;
+    if (d->nrcpts > before)
+      d->rcpts[d->nrcpts - 1].remote = 1;
   }
   return 0;
 }

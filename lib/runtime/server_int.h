@@ -114,7 +114,8 @@ struct maild_server {
   unsigned outbound_port;
   size_t outbound_conns;
   uint64_t timeout_connect;
-  uv_mutex_t env_lock; /* serialises load-modify-update of envelopes */
+  uint64_t timeout_outbound; /* caps each phase; 0: RFC 5321 values */
+  uv_mutex_t env_lock;       /* serialises load-modify-update of envelopes */
 };
 
 /* server.c */

@@ -11,7 +11,10 @@ restart)."""
 import email
 import json
 import os
+import smtplib
+import socketserver
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -28,16 +31,17 @@ def submit(m, rcpts, body=BODY, count=1):
     submit_as(m, ALICE, PW, rcpts, body, count)
 
 
-def sender(route, retry="1s"):
+def sender(route, retry="1s", extra=""):
     return Maild(users={ALICE: PW}, listen=("smtp", "submission"),
-                 extra="route * %s\nretry-first %s\nretry-max 2s\n"
-                 % (route, retry))
+                 extra="route * %s\nretry-first %s\nretry-max 2s\n%s"
+                 % (route, retry, extra))
 
 
 # ---- End to end through a second maild, with STARTTLS between them ----
 B = Maild(domains=("elsewhere.test",), hostname="mx.elsewhere.test",
           users={"bob@elsewhere.test": "pw", "carol@elsewhere.test": "pw"})
-A = sender("127.0.0.1:%d" % B.port)
+A = sender("127.0.0.1:%d" % B.port,
+           extra="alias fwd@example.test carol@elsewhere.test\n")
 submit(A, ["bob@elsewhere.test"])
 got = B.mailbox("bob@elsewhere.test", wait=15)
 r.check("relayed: the message reached the other server's mailbox",
@@ -55,6 +59,20 @@ r.check("relayed: the sender's queue is empty", A.spool_files() == [],
 r.check("relayed: a log line with relay and status=sent",
         "to=<bob@elsewhere.test>, relay=[127.0.0.1]:%d" % B.port in A.log()
         and "status=sent (250 2.0.0 Ok: queued as" in A.log(), A.log()[-400:])
+
+# An alias that forwards to another domain takes mail from anyone on port
+# 25 (the site chose the target) and sends it on.
+with smtplib.SMTP("127.0.0.1", A.port, timeout=30) as s:
+    s.sendmail("stranger@far.test", ["fwd@example.test"],
+               b"Subject: forwarded\r\n\r\nvia an alias\r\n")
+got = B.mailbox("carol@elsewhere.test", wait=15)
+r.check("alias forwarding to another domain: delivered there",
+        len(got) == 1 and got[0].endswith(b"via an alias\r\n"),
+        A.log()[-400:])
+wait_until(lambda: A.spool_files() == [], 10)
+for f in os.listdir(os.path.join(B.mailbox_dir("carol@elsewhere.test"),
+                                 "new")):
+    os.unlink(os.path.join(B.mailbox_dir("carol@elsewhere.test"), "new", f))
 
 # ---- Q3: a 452 for one recipient retries only that one ----
 B.stop()
@@ -208,6 +226,83 @@ r.check("release: the held message goes at once",
         any(b"queued 0" in g for g in sink.messages()))
 wait_until(lambda: A.spool_files() == [], 10)
 r.check("the queue is empty after", A.spool_files() == [], A.spool_files())
+sink.stop()
+A.stop()
+
+# ---- Q4: a server that stalls at each phase: timeout, retried later ----
+class Staller(socketserver.ThreadingTCPServer):
+    """Connection k stalls in phase STALLS[k]: it stops answering there."""
+    allow_reuse_address = True
+    daemon_threads = True
+
+
+STALLS = ["greeting", "ehlo", "mail", "rcpt", "data", "dot"]
+conn_no = [0]
+
+
+class StallHandler(socketserver.StreamRequestHandler):
+    def handle(self):
+        mode = STALLS[min(conn_no[0], len(STALLS) - 1)]
+        conn_no[0] += 1
+        steps = [("greeting", None, b"220 stall.test\r\n"),
+                 ("ehlo", b"EHLO", b"250 stall.test\r\n"),
+                 ("mail", b"MAIL", b"250 ok\r\n"),
+                 ("rcpt", b"RCPT", b"250 ok\r\n"),
+                 ("data", b"DATA", b"354 go\r\n")]
+        try:
+            for name, want, answer in steps:
+                if name == mode:
+                    break
+                if want is not None:
+                    line = self.rfile.readline()
+                    if not line.upper().startswith(want):
+                        return
+                self.wfile.write(answer)
+            else:  # "dot": read the body, never answer it
+                while self.rfile.readline() not in (b".\r\n", b""):
+                    pass
+            time.sleep(8)  # well past maild's timeout
+        except OSError:
+            pass
+
+
+stall = Staller(("127.0.0.1", 0), StallHandler)
+threading.Thread(target=stall.serve_forever, daemon=True).start()
+A = sender("127.0.0.1:%d" % stall.server_address[1], retry="1h",
+           extra="timeout-outbound 1s\n")
+for i, mode in enumerate(STALLS):
+    t0 = time.time()
+    submit(A, ["stall%d@elsewhere.test" % i])
+    ok = A.wait_log(r"to=<stall%d@elsewhere.test>.*status=deferred "
+                    r"\(451 4.4.[12] (Timeout|Connection timed out)" % i,
+                    timeout=15)
+    r.check("Q4: stalled at %s: timed out, deferred (%.1f s)"
+            % (mode, time.time() - t0), ok, A.log()[-300:])
+r.check("Q4: all six wait in the queue for a retry",
+        len([f for f in A.spool_files() if f.startswith("queue/") and
+             f.endswith(".env")]) == 6)
+A.stop()
+stall.shutdown()
+
+# ---- Q2: a bounce that cannot be delivered is dropped, not bounced ----
+port = free_port()
+sink = Sink(port, "-f", "RCPT")
+A = Maild(users={ALICE: PW}, listen=("smtp",),
+          extra="route * 127.0.0.1:%d\ntrusted-networks 127.0.0.0/8\n"
+          % port)
+with smtplib.SMTP("127.0.0.1", A.port, timeout=30) as s:
+    s.sendmail("someone@far.test", ["x@elsewhere.test"],
+               b"Subject: q2\r\n\r\nq2\r\n")
+ok = A.wait_log(r"to=<someone@far.test>.*status=bounced", timeout=20)
+r.check("Q2: the bounce to a remote sender was refused too", ok,
+        A.log()[-600:])
+time.sleep(1)
+r.check("Q2: one notification only: the failed bounce is dropped",
+        A.log().count("sender non-delivery notification") == 1,
+        A.log()[-600:])
+wait_until(lambda: A.spool_files() == [], 10)
+r.check("Q2: nothing left in the queue", A.spool_files() == [],
+        A.spool_files())
 sink.stop()
 A.stop()
 
