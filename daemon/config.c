@@ -97,7 +97,7 @@ static const kind_spec kinds[] = {
     [K_CHOICE] = {set_choice, 1, 1, 0},
     [K_LISTEN] = {set_listen, 2, 2, 1},
     [K_ALIAS] = {set_alias, 2, UINT_MAX, 1},
-    [K_ROUTE] = {set_route, 2, 2, 1},
+    [K_ROUTE] = {set_route, 2, 4, 1},
 };
 
 static const char *const quota_answers[] = {"452", "552", NULL};
@@ -861,10 +861,49 @@ static void free_routes(maild_config *cfg) {
   for (i = 0; i < cfg->nroutes; i++) {
     free(cfg->routes[i].domain);
     free(cfg->routes[i].address);
+    free(cfg->routes[i].user);
+    if (cfg->routes[i].password != NULL)
+      memset(cfg->routes[i].password, 0, strlen(cfg->routes[i].password));
+    free(cfg->routes[i].password);
   }
   free(cfg->routes);
   cfg->routes = NULL;
   cfg->nroutes = 0;
+}
+
+/* The login for a route: FILE's first line, "USER PASSWORD" (the password
+   is the rest of the line). A relative FILE is taken from the directory
+   of the configuration file. */
+static int read_route_auth(parser *p, const char *file, maild_config_route *r) {
+  char path[4096], line[1024], *sp, *end;
+  const char *slash = strrchr(p->name, '/');
+  FILE *f;
+
+  if (file[0] != '/' && slash != NULL)
+    snprintf(path, sizeof(path), "%.*s/%s", (int)(slash - p->name), p->name,
+             file);
+  else
+    snprintf(path, sizeof(path), "%s", file);
+  f = fopen(path, "r");
+  if (f == NULL)
+    return fail(p, "route: cannot read %s: %s", path, strerror(errno));
+  if (fgets(line, sizeof(line), f) == NULL)
+    line[0] = '\0';
+  fclose(f);
+  end = line + strcspn(line, "\r\n");
+  *end = '\0';
+  sp = strchr(line, ' ');
+  if (sp == NULL || sp == line || sp[1] == '\0') {
+    memset(line, 0, sizeof(line));
+    return fail(p, "route: %s: expected one line \"USER PASSWORD\"", path);
+  }
+  *sp = '\0';
+  r->user = strdup(line);
+  r->password = strdup(sp + 1);
+  memset(line, 0, sizeof(line));
+  if (r->user == NULL || r->password == NULL)
+    return fail_nomem(p);
+  return 0;
 }
 
 static int set_route(parser *p, const setting *s, char **v, size_t n) {
@@ -874,7 +913,10 @@ static int set_route(parser *p, const setting *s, char **v, size_t n) {
   unsigned char bin[16];
   int family = AF_INET, rc;
   size_t i;
-  (void)s, (void)n;
+  (void)s;
+
+  if (n == 3 || (n == 4 && strcmp(v[2], "auth") != 0))
+    return fail(p, "route: expected DOMAIN ADDRESS[:PORT] [auth FILE]");
 
   if (strcmp(v[0], "*") != 0 && (rc = check_domain(p, v[0])) < 0)
     return rc;
@@ -904,6 +946,11 @@ static int set_route(parser *p, const setting *s, char **v, size_t n) {
       return fail(p, "route: %s already has a route on line %u", v[0],
                   cfg->routes[i].line);
   }
+  if (n == 4 && (rc = read_route_auth(p, v[3], &r)) < 0) {
+    free(r.user);
+    free(r.password);
+    return rc;
+  }
   r.domain = strdup(v[0]);
   r.address = strdup(addr);
   r.line = p->line;
@@ -911,6 +958,8 @@ static int set_route(parser *p, const setting *s, char **v, size_t n) {
   if (r.domain == NULL || r.address == NULL || grown == NULL) {
     free(r.domain);
     free(r.address);
+    free(r.user);
+    free(r.password);
     if (grown != NULL)
       cfg->routes = grown;
     return fail_nomem(p);

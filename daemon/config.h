@@ -90,11 +90,14 @@ typedef struct maild_config_alias {
   unsigned line;
 } maild_config_alias;
 
-/* `route DOMAIN|* ADDRESS[:PORT]`: where mail for other domains goes. */
+/* `route DOMAIN|* ADDRESS[:PORT] [auth FILE]`: where mail for other
+   domains goes, and the login there (FILE: one line "USER PASSWORD"). */
 typedef struct maild_config_route {
   char *domain;  /* lower-cased, or "*" */
   char *address; /* numeric IPv4 or IPv6 address, no brackets */
   uint16_t port; /* 0: outbound-port */
+  char *user;    /* from the auth file, or NULL */
+  char *password;
   unsigned line;
 } maild_config_route;
 

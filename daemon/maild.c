@@ -217,6 +217,8 @@ static int apply_routes(maild_server *srv, const maild_config *cfg) {
     r[i].domain = cfg->routes[i].domain;
     r[i].host = cfg->routes[i].address;
     r[i].port = cfg->routes[i].port;
+    r[i].user = cfg->routes[i].user;
+    r[i].password = cfg->routes[i].password;
   }
   rc = maild_server_set_routes(srv, r, cfg->nroutes);
   free(r);

@@ -89,6 +89,10 @@ typedef struct maild_route {
   const char *domain;
   const char *host;
   unsigned port;
+  /* AUTH towards this host (a smarthost that wants a login), or NULL: the
+     session does STARTTLS when offered, then AUTH PLAIN or LOGIN. */
+  const char *user;
+  const char *password;
 } maild_route;
 
 /*

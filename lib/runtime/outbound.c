@@ -88,13 +88,15 @@ struct out_job {
   struct sockaddr_storage *targets;
   size_t ntargets, cur;
   out_job *rnext, *rprev; /* waiting for the resolver */
+  const out_route *route; /* the route that sent it, if one did */
 };
 
 struct out_dest {
   out_dest *next;
   maild_server *srv;
   struct sockaddr_storage addr;
-  char name[80]; /* "[192.0.2.1]:25" for the log */
+  char name[80];         /* "[192.0.2.1]:25" for the log */
+  char *user, *password; /* AUTH, from the route that named it */
   out_job *jobs, **tail;
   size_t njobs;    /* in `jobs` */
   size_t sessions; /* open */
@@ -154,8 +156,13 @@ int maild__outbound_init(maild_server *srv, const maild_options *opt) {
 static void free_routes(maild_server *srv, out_route *r, size_t n) {
   size_t i;
 
-  for (i = 0; i < n; i++)
+  for (i = 0; i < n; i++) {
     maild__free(&srv->mem, r[i].domain);
+    maild__free(&srv->mem, r[i].user);
+    if (r[i].password != NULL)
+      maild__wipe(r[i].password, strlen(r[i].password));
+    maild__free(&srv->mem, r[i].password);
+  }
   maild__free(&srv->mem, r);
 }
 
@@ -193,7 +200,13 @@ int maild_server_set_routes(maild_server *srv, const maild_route *routes,
       return MAILD_ERR_INVAL;
     }
     r[i].domain = maild__strndup(&srv->mem, in->domain, strlen(in->domain));
-    if (r[i].domain == NULL) {
+    if (in->user != NULL && in->password != NULL) {
+      r[i].user = maild__strndup(&srv->mem, in->user, strlen(in->user));
+      r[i].password =
+          maild__strndup(&srv->mem, in->password, strlen(in->password));
+    }
+    if (r[i].domain == NULL || (in->user != NULL && in->password != NULL &&
+                                (r[i].user == NULL || r[i].password == NULL))) {
       free_routes(srv, r, n);
       return MAILD_ERR_NOMEM;
     }
@@ -767,6 +780,8 @@ static int session_start(out_dest *d) {
                                  srv->tls_client != NULL);
   if (err == 0)
     err = maild_smtp_client_new(&s->eng, &client_cb, s, opt, &srv->mem);
+  if (err == 0 && d->user != NULL)
+    err = maild_smtp_client_set_auth(s->eng, d->user, d->password);
   maild_options_del(opt);
   if (err == 0)
     err = maild__conn_new(&s->conn, srv->loop, &conn_cb, s, srv->scratch,
@@ -869,6 +884,12 @@ static void enqueue(maild_server *srv, out_job *j) {
     job_fail(j, "none", 451, "4.3.0", "Out of memory");
     return;
   }
+  if (j->route != NULL && j->route->user != NULL && d->user == NULL) {
+    d->user = maild__strndup(&srv->mem, j->route->user, strlen(j->route->user));
+    d->password = maild__strndup(&srv->mem, j->route->password,
+                                 strlen(j->route->password));
+  }
+  j->route = NULL; /* routes may be replaced by a reload later */
   *d->tail = j;
   d->tail = &j->next;
   d->njobs++;
@@ -979,6 +1000,7 @@ static void dispatch(out_msg *m) {
     }
     j->targets[0] = rt->addr;
     j->ntargets = 1;
+    j->route = rt;
     enqueue(srv, j);
   }
 }
@@ -1464,6 +1486,10 @@ void maild__outbound_free(maild_server *srv) {
     msg_free(srv->out_msgs);
   while ((d = srv->dests) != NULL) {
     srv->dests = d->next;
+    maild__free(&srv->mem, d->user);
+    if (d->password != NULL)
+      maild__wipe(d->password, strlen(d->password));
+    maild__free(&srv->mem, d->password);
     maild__free(&srv->mem, d);
   }
   free_routes(srv, srv->routes, srv->nroutes);

@@ -31,6 +31,7 @@ typedef struct out_session out_session;
 typedef struct out_route {
   char *domain;
   struct sockaddr_storage addr;
+  char *user, *password; /* AUTH towards it, or NULL */
 } out_route;
 
 typedef struct listener_slot {

@@ -74,6 +74,35 @@ for f in os.listdir(os.path.join(B.mailbox_dir("carol@elsewhere.test"),
                                  "new")):
     os.unlink(os.path.join(B.mailbox_dir("carol@elsewhere.test"), "new", f))
 
+# ---- A smarthost that wants a login: route ... auth FILE ----
+B.stop()
+B.listen = ("smtp", "submission")
+B.extra = "any-sender yes\n"
+B.write_config()
+B.ctl("user", "add", "relay@elsewhere.test", "--password-stdin",
+      input="smart pass\n")
+B.ctl("user", "add", "dan@elsewhere.test", "--no-password")
+B.start()
+creds = os.path.join(A.dir, "smarthost.auth")
+with open(creds, "w") as f:
+    f.write("relay@elsewhere.test smart pass\n")
+A.stop()
+A.extra = ("route * 127.0.0.1:%d auth %s\nretry-first 1s\nretry-max 2s\n"
+           % (B.ports["submission"][0], creds))
+A.write_config()
+A.start()
+submit(A, ["dan@elsewhere.test"])
+got = B.mailbox("dan@elsewhere.test", wait=15)
+r.check("smarthost: delivered through submission with STARTTLS and AUTH",
+        len(got) == 1 and b"with ESMTPSA" in got[0], B.log()[-500:])
+r.check("smarthost: the login was the route's",
+        "user=<relay@elsewhere.test>" in B.log(), B.log()[-500:])
+B.stop()
+B.listen = ("smtp",)
+B.extra = ""
+B.write_config()
+B.start()
+
 # ---- Q3: a 452 for one recipient retries only that one ----
 B.stop()
 B.extra = "quota 2k\n"
@@ -92,7 +121,8 @@ r.check("Q3: carol gets hers at once",
 A.wait_log("to=<bob@elsewhere.test>.*status=deferred", timeout=15)
 os.unlink(big)
 r.check("Q3: bob gets his on a retry",
-        len(B.mailbox("bob@elsewhere.test", wait=20)) == 1)
+        len(B.mailbox("bob@elsewhere.test", wait=20)) == 1,
+        A.log()[-800:])
 time.sleep(1.5)
 r.check("Q3: carol's was not sent again",
         len(B.mailbox("carol@elsewhere.test")) == 1)
