@@ -13,6 +13,8 @@
  */
 #include "runtime/server_int.h"
 
+#include "proto/received.h"
+
 #include "core/mem.h"
 #include "maild/error.h"
 #include "maild/cidr.h"
@@ -275,7 +277,7 @@ static void log_accepted(smtp_session *s, delivery *d) {
              "proto=%s",
              d->id, d->sender, (unsigned long long)d->body_size, d->nrcpts,
              s->peer, d->helo,
-             d->esmtp ? (d->tls ? "ESMTPS" : "ESMTP") : "SMTP");
+             maild__received_protocol(d->esmtp, d->tls, d->auth, d->smtputf8));
 }
 
 static void on_committed(delivery *d, void *ud) {

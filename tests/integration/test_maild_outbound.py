@@ -1,16 +1,21 @@
 #!/usr/bin/env python3
-"""Outbound delivery with real receivers on loopback: a second maild and
-Postfix's smtp-sink, reached through `route` (no DNS). A message sent
-through submission is relayed end to end (bytes compared); a server that
-is down is retried and then reached; a permanent refusal bounces to the
-sender's local mailbox as an RFC 3464 report; TESTPLAN Q3 (a 452 for one
-recipient retries only that one), Q5 (connection lost after the final dot:
-retried, not lost), Q7 (what the remote receives: CRLF only, doubled
-dots) and Q9 (kill -9 with 1,000 messages queued: all delivered after the
-restart)."""
+"""Outbound delivery with real receivers on loopback: a second maild,
+Postfix's smtp-sink and small Python servers, reached through `route` (no
+DNS). A message sent through submission is relayed end to end (bytes
+compared); a smarthost that wants STARTTLS and AUTH gets them; an alias
+forwards to another domain; a server that is down is retried and then
+reached; a permanent refusal bounces to the sender's local mailbox as an
+RFC 3464 report; every `maildctl queue` command, with a hold that survives
+a restart. TESTPLAN Q2 (a bounce that fails is dropped), Q3 (a 452 for one
+recipient retries only that one), Q4 (a server stalling at each phase
+times out; retried later), Q5 (connection lost after the final dot:
+retried, not lost), D7 (killed after the remote's 250, before the result
+is recorded: sent again, never lost), Q7 (CRLF only, dots as sent) and Q9
+(kill -9 with 1,000 messages queued: all delivered after the restart)."""
 import email
 import json
 import os
+import signal
 import smtplib
 import socketserver
 import sys
@@ -95,8 +100,9 @@ submit(A, ["dan@elsewhere.test"])
 got = B.mailbox("dan@elsewhere.test", wait=15)
 r.check("smarthost: delivered through submission with STARTTLS and AUTH",
         len(got) == 1 and b"with ESMTPSA" in got[0], B.log()[-500:])
-r.check("smarthost: the login was the route's",
-        "user=<relay@elsewhere.test>" in B.log(), B.log()[-500:])
+r.check("smarthost: the login was the route's, logged as ESMTPSA",
+        "user=<relay@elsewhere.test>" in B.log() and
+        "proto=ESMTPSA" in B.log(), B.log()[-500:])
 B.stop()
 B.listen = ("smtp",)
 B.extra = ""
@@ -335,6 +341,77 @@ r.check("Q2: nothing left in the queue", A.spool_files() == [],
         A.spool_files())
 sink.stop()
 A.stop()
+
+# ---- D7: killed after the remote's 250, before the result is recorded ----
+class Receiver(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+    victim = None      # the maild to stop and kill after the first message
+    messages = []
+
+
+class ReceiverHandler(socketserver.StreamRequestHandler):
+    def handle(self):
+        srv = self.server
+        self.wfile.write(b"220 d7.test\r\n")
+        body = []
+        while True:
+            line = self.rfile.readline()
+            if not line:
+                return
+            cmd = line[:4].upper()
+            if cmd in (b"EHLO", b"HELO"):
+                self.wfile.write(b"250 d7.test\r\n")
+            elif cmd in (b"MAIL", b"RCPT", b"RSET", b"NOOP"):
+                self.wfile.write(b"250 ok\r\n")
+            elif cmd == b"QUIT":
+                self.wfile.write(b"221 bye\r\n")
+                return
+            elif cmd == b"DATA":
+                self.wfile.write(b"354 go\r\n")
+                body = []
+                while True:
+                    line = self.rfile.readline()
+                    if line in (b".\r\n", b""):
+                        break
+                    body.append(line)
+                srv.messages.append(b"".join(body))
+                victim, srv.victim = srv.victim, None
+                if victim is not None:
+                    # Frozen before the 250 reaches it, killed after: the
+                    # 250 was sent, the sender never recorded it.
+                    os.kill(victim, signal.SIGSTOP)
+                    self.wfile.write(b"250 ok\r\n")
+                    self.wfile.flush()
+                    time.sleep(0.2)
+                    os.kill(victim, signal.SIGKILL)
+                    return
+                self.wfile.write(b"250 ok\r\n")
+
+
+recv = Receiver(("127.0.0.1", 0), ReceiverHandler)
+threading.Thread(target=recv.serve_forever, daemon=True).start()
+A = sender("127.0.0.1:%d" % recv.server_address[1], retry="1h")
+recv.victim = A.proc.pid
+submit(A, ["d7@elsewhere.test"], body=b"Subject: d7\r\n\r\nonce\r\n")
+wait_until(lambda: A.proc.poll() is not None, 15)
+r.check("D7: the sender was killed right after the remote's 250",
+        A.proc.poll() is not None and len(recv.messages) == 1)
+A.proc.wait()
+A.proc.stdout.close()
+A.err.close()
+A.proc = None
+r.check("D7: the message is still queued after the kill",
+        any(f.startswith("queue/") and f.endswith(".env")
+            for f in A.spool_files()), A.spool_files())
+A.start()
+wait_until(lambda: len(recv.messages) >= 2, 15)
+wait_until(lambda: A.spool_files() == [], 10)
+r.check("D7: delivered again after the restart (at least once, not lost)",
+        len(recv.messages) == 2 and recv.messages[0] == recv.messages[1]
+        and A.spool_files() == [], (len(recv.messages), A.spool_files()))
+A.stop()
+recv.shutdown()
 
 # ---- Q9: kill -9 with 1,000 messages queued ----
 port = free_port()
