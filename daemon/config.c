@@ -934,9 +934,18 @@ static int set_route(parser *p, const setting *s, char **v, size_t n) {
     *end = '\0';
     port = end + 1;
   }
-  if (inet_pton(family, host, bin) != 1 ||
-      inet_ntop(family, bin, addr, sizeof(addr)) == NULL)
-    return fail(p, "route: '%s' is not a numeric IPv4 or [IPv6] address", host);
+  if (inet_pton(family, host, bin) == 1) {
+    if (inet_ntop(family, bin, addr, sizeof(addr)) == NULL)
+      return fail(p, "route: bad address '%s'", host);
+  } else if (family == AF_INET && strlen(host) < sizeof(addr) &&
+             maild_domain_check(host, strlen(host), 0, 0) >= 0) {
+    strcpy(addr, host); /* a host name: looked up when used (no MX) */
+  } else {
+    return fail(p,
+                "route: '%s' is neither a host name nor a numeric IPv4 or "
+                "[IPv6] address",
+                host);
+  }
   if (port != NULL && (parse_port(port, &r.port) < 0 || r.port == 0))
     return fail(p, "route: bad port '%s'", port);
   if (p->first)

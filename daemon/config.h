@@ -94,7 +94,8 @@ typedef struct maild_config_alias {
    domains goes, and the login there (FILE: one line "USER PASSWORD"). */
 typedef struct maild_config_route {
   char *domain;  /* lower-cased, or "*" */
-  char *address; /* numeric IPv4 or IPv6 address, no brackets */
+  char *address; /* numeric IPv4 or IPv6 address (no brackets), or a host
+                    name */
   uint16_t port; /* 0: outbound-port */
   char *user;    /* from the auth file, or NULL */
   char *password;

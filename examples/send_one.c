@@ -5,6 +5,7 @@
  *
  *   send_one [-s DNS-SERVER] [-p PORT] [-H HELO] FROM TO FILE
  *   send_one [-s DNS-SERVER] [-S SELF] -m DOMAIN   (where its mail goes)
+ *   send_one [-s DNS-SERVER] -a HOST               (a host's addresses)
  *
  * The resolver finds the recipient domain's mail hosts (MX by preference,
  * or the domain itself); each address is tried in turn until one takes
@@ -272,7 +273,7 @@ static int read_file(app *a, const char *path) {
 }
 
 int main(int argc, char **argv) {
-  const char *servers[1], *self[1], *mx_only = NULL, *at;
+  const char *servers[1], *self[1], *mx_only = NULL, *host_only = NULL, *at;
   maild_resolver_config rc;
   maild_resolver *r;
   app a;
@@ -283,7 +284,7 @@ int main(int argc, char **argv) {
   a.port = 25;
   a.helo = "localhost";
   a.status = 2;
-  while ((opt = getopt(argc, argv, "s:S:p:H:m:")) != -1) {
+  while ((opt = getopt(argc, argv, "s:S:p:H:m:a:")) != -1) {
     switch (opt) {
     case 's':
       servers[0] = optarg;
@@ -304,11 +305,14 @@ int main(int argc, char **argv) {
     case 'm':
       mx_only = optarg;
       break;
+    case 'a':
+      host_only = optarg;
+      break;
     default:
       return 3;
     }
   }
-  if (mx_only == NULL && argc - optind != 3) {
+  if (mx_only == NULL && host_only == NULL && argc - optind != 3) {
     fprintf(stderr, "usage: send_one [-s DNS] [-p PORT] [-H HELO] FROM TO "
                     "FILE\n       send_one [-s DNS] [-S SELF] -m DOMAIN\n");
     return 3;
@@ -320,6 +324,8 @@ int main(int argc, char **argv) {
   }
   if (mx_only != NULL) {
     err = maild_resolver_mx(r, mx_only, on_mx_print, &a);
+  } else if (host_only != NULL) {
+    err = maild_resolver_host(r, host_only, on_mx_print, &a);
   } else {
     a.from = argv[optind];
     a.to = argv[optind + 1];
@@ -337,7 +343,7 @@ int main(int argc, char **argv) {
   uv_run(a.loop, UV_RUN_DEFAULT);
   maild_resolver_close(r);
   uv_run(a.loop, UV_RUN_DEFAULT);
-  if (mx_only == NULL)
+  if (mx_only == NULL && host_only == NULL)
     fprintf(stderr, "send_one: %s: %s\n",
             a.status == 0   ? "sent"
             : a.status == 1 ? "refused"

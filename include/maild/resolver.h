@@ -84,6 +84,15 @@ MAILD_EXTERN int maild_resolver_new(maild_resolver **out, uv_loop_t *loop,
 MAILD_EXTERN int maild_resolver_mx(maild_resolver *r, const char *domain,
                                    maild_mx_cb cb, void *user_data);
 
+/*
+ * The addresses of one host (AAAA and A records; CNAMEs followed), for a
+ * route that names its host: as maild_resolver_mx() with the host as its
+ * only mail host, preference 0. Returns 0, MAILD_ERR_INVAL or
+ * MAILD_ERR_NOMEM.
+ */
+MAILD_EXTERN int maild_resolver_host(maild_resolver *r, const char *host,
+                                     maild_mx_cb cb, void *user_data);
+
 /* Cancels the lookups started with this `cb` and `user_data`: their
    callbacks do not run. */
 MAILD_EXTERN void maild_resolver_cancel(maild_resolver *r, maild_mx_cb cb,

@@ -81,7 +81,8 @@ MAILD_EXTERN void maild_server_set_store(maild_server *srv, maild_store *st);
 /*
  * Where mail for other domains goes: `domain` ("*" for every domain
  * without a route of its own; matched without regard to case) to `host`
- * (an IPv4 or IPv6 address) and `port` (0: the OUTBOUND_PORT option).
+ * (an IPv4 or IPv6 address, or a host name the resolver looks up without
+ * MX) and `port` (0: the OUTBOUND_PORT option).
  * Without a route, mail for a domain goes to its MX hosts, found by the
  * resolver (maild_server_set_resolver()), on port OUTBOUND_PORT.
  */
@@ -98,7 +99,8 @@ typedef struct maild_route {
 /*
  * Replaces the routes (copied). May be called again (reload); attempts in
  * progress finish on the old routes. Returns 0, MAILD_ERR_INVAL (a NULL or
- * empty domain, a host that is not an address, port over 65535) or
+ * empty domain, a host that is neither an address nor a host name, port
+ * over 65535) or
  * MAILD_ERR_NOMEM (the old routes stay).
  */
 MAILD_EXTERN int maild_server_set_routes(maild_server *srv,

@@ -30,6 +30,7 @@
 #include "maild/reply.h"
 #include "maild/resolver.h"
 #include "maild/smtp_client.h"
+#include "dns/codec.h"
 #include "queue/dsn.h"
 
 #include <errno.h>
@@ -88,7 +89,8 @@ struct out_job {
   struct sockaddr_storage *targets;
   size_t ntargets, cur;
   out_job *rnext, *rprev; /* waiting for the resolver */
-  const out_route *route; /* the route that sent it, if one did */
+  char *user, *password;  /* the route's login, until its destination has it */
+  unsigned port;          /* for resolved targets; 0: outbound-port */
 };
 
 struct out_dest {
@@ -158,6 +160,7 @@ static void free_routes(maild_server *srv, out_route *r, size_t n) {
 
   for (i = 0; i < n; i++) {
     maild__free(&srv->mem, r[i].domain);
+    maild__free(&srv->mem, r[i].host);
     maild__free(&srv->mem, r[i].user);
     if (r[i].password != NULL)
       maild__wipe(r[i].password, strlen(r[i].password));
@@ -194,10 +197,22 @@ int maild_server_set_routes(maild_server *srv, const maild_route *routes,
   for (i = 0; i < n; i++) {
     const maild_route *in = &routes[i];
     unsigned port = in->port != 0 ? in->port : srv->outbound_port;
+    char name[MAILD_DNS_NAME_MAX + 1];
+    int is_addr =
+        in->host != NULL && parse_addr(in->host, port, &r[i].addr) == 0;
     if (in->domain == NULL || in->domain[0] == '\0' || in->host == NULL ||
-        in->port > 65535 || parse_addr(in->host, port, &r[i].addr) != 0) {
+        in->port > 65535 ||
+        (!is_addr && maild__dns_name(in->host, name) != 0)) {
       free_routes(srv, r, n);
       return MAILD_ERR_INVAL;
+    }
+    r[i].port = port;
+    if (!is_addr) { /* a name, looked up when used */
+      r[i].host = maild__strndup(&srv->mem, name, strlen(name));
+      if (r[i].host == NULL) {
+        free_routes(srv, r, n);
+        return MAILD_ERR_NOMEM;
+      }
     }
     r[i].domain = maild__strndup(&srv->mem, in->domain, strlen(in->domain));
     if (in->user != NULL && in->password != NULL) {
@@ -357,6 +372,10 @@ static void job_finish(out_job *j) {
 
   maild__free(&m->srv->mem, j->targets);
   maild__free(&m->srv->mem, j->idx);
+  maild__free(&m->srv->mem, j->user);
+  if (j->password != NULL)
+    maild__wipe(j->password, strlen(j->password));
+  maild__free(&m->srv->mem, j->password);
   maild__free(&m->srv->mem, j);
   if (--m->jobs_left == 0)
     attempt_done(m);
@@ -884,12 +903,11 @@ static void enqueue(maild_server *srv, out_job *j) {
     job_fail(j, "none", 451, "4.3.0", "Out of memory");
     return;
   }
-  if (j->route != NULL && j->route->user != NULL && d->user == NULL) {
-    d->user = maild__strndup(&srv->mem, j->route->user, strlen(j->route->user));
-    d->password = maild__strndup(&srv->mem, j->route->password,
-                                 strlen(j->route->password));
+  if (j->user != NULL && d->user == NULL) { /* the route's login */
+    d->user = j->user;
+    d->password = j->password;
+    j->user = j->password = NULL;
   }
-  j->route = NULL; /* routes may be replaced by a reload later */
   *d->tail = j;
   d->tail = &j->next;
   d->njobs++;
@@ -923,26 +941,45 @@ static void on_job_mx(void *ud, const maild_mx_result *res) {
     return;
   }
   for (i = 0; i < res->ntargets; i++) {
+    uint16_t port = (uint16_t)(j->port ? j->port : srv->outbound_port);
     j->targets[i] = res->targets[i].addr;
     if (j->targets[i].ss_family == AF_INET6)
-      ((struct sockaddr_in6 *)&j->targets[i])->sin6_port =
-          htons((uint16_t)srv->outbound_port);
+      ((struct sockaddr_in6 *)&j->targets[i])->sin6_port = htons(port);
     else
-      ((struct sockaddr_in *)&j->targets[i])->sin_port =
-          htons((uint16_t)srv->outbound_port);
+      ((struct sockaddr_in *)&j->targets[i])->sin_port = htons(port);
   }
   j->ntargets = res->ntargets;
   enqueue(srv, j);
 }
 
-static void resolve(maild_server *srv, out_job *j) {
+/* Looks up where the job goes: the domain's MX hosts, or the host a
+   route names (`host`, without MX). */
+static void resolve(maild_server *srv, out_job *j, const char *host) {
+  int rc;
+
   j->rnext = srv->resolving;
   if (j->rnext != NULL)
     j->rnext->rprev = j;
   srv->resolving = j;
-  if (maild_resolver_mx(srv->resolver, j->domain, on_job_mx, j) != 0) {
+  rc = host != NULL ? maild_resolver_host(srv->resolver, host, on_job_mx, j)
+                    : maild_resolver_mx(srv->resolver, j->domain, on_job_mx, j);
+  if (rc != 0) {
     unlink_resolving(srv, j);
     job_fail(j, "none", 451, "4.4.3", "The domain could not be resolved");
+  }
+}
+
+/* The job carries a copy of its route's login (routes may be replaced by a
+   reload while it waits for the resolver). */
+static void take_login(maild_server *srv, out_job *j, const out_route *rt) {
+  if (rt->user == NULL)
+    return;
+  j->user = maild__strndup(&srv->mem, rt->user, strlen(rt->user));
+  j->password = maild__strndup(&srv->mem, rt->password, strlen(rt->password));
+  if (j->user == NULL || j->password == NULL) {
+    maild__free(&srv->mem, j->user);
+    maild__free(&srv->mem, j->password);
+    j->user = j->password = NULL; /* then no login: the server says why */
   }
 }
 
@@ -984,7 +1021,17 @@ static void dispatch(out_msg *m) {
     m->jobs_left++;
     rt = find_route(srv, j->domain);
     if (rt == NULL && srv->resolver != NULL) {
-      resolve(srv, j);
+      resolve(srv, j, NULL);
+      continue;
+    }
+    if (rt != NULL && rt->host != NULL) {
+      if (srv->resolver == NULL) {
+        job_fail(j, "none", 451, "4.4.3", "No resolver for the route's host");
+        continue;
+      }
+      j->port = rt->port;
+      take_login(srv, j, rt);
+      resolve(srv, j, rt->host);
       continue;
     }
     if (rt == NULL) {
@@ -1000,7 +1047,7 @@ static void dispatch(out_msg *m) {
     }
     j->targets[0] = rt->addr;
     j->ntargets = 1;
-    j->route = rt;
+    take_login(srv, j, rt);
     enqueue(srv, j);
   }
 }

@@ -678,6 +678,34 @@ void maild_resolver_cancel(maild_resolver *r, maild_mx_cb cb, void *user_data) {
   }
 }
 
+int maild_resolver_host(maild_resolver *r, const char *host, maild_mx_cb cb,
+                        void *user_data) {
+  lookup *lk;
+  char name[MAILD_DNS_NAME_MAX + 1];
+
+  if (r == NULL || host == NULL || cb == NULL || r->closing ||
+      maild__dns_name(host, name) != 0)
+    return MAILD_ERR_INVAL;
+  lk = maild__calloc(&r->mem, 1, sizeof(*lk));
+  if (lk == NULL)
+    return MAILD_ERR_NOMEM;
+  lk->r = r;
+  lk->cb = cb;
+  lk->ud = user_data;
+  snprintf(lk->domain, sizeof(lk->domain), "%s", name);
+  snprintf(lk->mxname, sizeof(lk->mxname), "%s", name);
+  snprintf(lk->hosts[0].name, sizeof(lk->hosts[0].name), "%s", name);
+  lk->nhosts = 1;
+  lk->next = r->lookups;
+  r->lookups = lk;
+  lk->pending++; /* held while both questions go out */
+  ask(lk, name, MAILD_DNS_AAAA, 0);
+  ask(lk, name, MAILD_DNS_A, 0);
+  lk->pending--;
+  lookup_step(lk);
+  return 0;
+}
+
 static void on_kick_closed(uv_handle_t *h) {
   maild_resolver *r = h->data;
   cache_entry *e;

@@ -31,6 +31,8 @@ typedef struct out_session out_session;
 typedef struct out_route {
   char *domain;
   struct sockaddr_storage addr;
+  char *host;    /* a host name to resolve, or NULL: `addr` */
+  unsigned port; /* for `host` */
   char *user, *password; /* AUTH towards it, or NULL */
 } out_route;
 

@@ -7,7 +7,7 @@ names this host is a loop), CNAMEs, and that no packet leaves loopback
 (strace sees only 127.0.0.1). Then maild delivering by MX with no route:
 to the first host that answers (the better one refuses connections), and
 bounces for a null MX, a domain that does not exist and a loop, while a
-SERVFAIL defers."""
+SERVFAIL defers; and a route that names its smarthost by host name."""
 import os
 import re
 import subprocess
@@ -144,8 +144,11 @@ records2 = [
     "up.elsewhere.test. 300 IN A 127.0.0.1",
     "nullmx.test. 300 IN MX 0 .",
     "selfonly.test. 300 IN MX 10 mx.example.test.",
+    "smarthost.test. 300 IN MX 10 wrong.smarthost.test.",
+    "smarthost.test. 300 IN A 127.0.0.1",
 ]
-dns = Unbound(records2, ["elsewhere.test", "nullmx.test", "selfonly.test"],
+dns = Unbound(records2, ["elsewhere.test", "nullmx.test", "selfonly.test",
+                         "smarthost.test"],
               forward_dead=["servfail.test"])
 ALICE = "alice@example.test"
 
@@ -177,6 +180,17 @@ r.check("by MX: SERVFAIL defers",
 r.check("by MX: the bounces reached the sender",
         len(A.mailbox(ALICE, wait=15, count=3)) == 3,
         len(A.mailbox(ALICE)))
+A.stop()
+
+# A route may name its host: looked up by address records, not MX.
+A.extra = ("dns-servers %s\nroute * smarthost.test:%d\nretry-first 1h\n"
+           % (dns.address(), port))
+A.write_config()
+A.start()
+submit(A, ["y@anywhere.test"])
+r.check("route by host name: delivered to its A record, not its MX",
+        A.wait_log(r"to=<y@anywhere.test>, relay=\[127.0.0.1\]:%d, .*"
+                   r"status=sent" % port, timeout=20), A.log()[-600:])
 A.stop()
 sink.stop()
 dns.stop()
