@@ -116,6 +116,17 @@ MAILD_EXTERN void maild_server_set_resolver(maild_server *srv,
                                             maild_resolver *r);
 
 /*
+ * The clock the outbound queue reads (milliseconds since the epoch) for
+ * message ages and retry times; NULL: the system's. Tests pass one that
+ * runs faster than real time to play days of retries in seconds (the
+ * queue then looks at it every 10 ms of real time). Set before start.
+ */
+typedef uint64_t (*maild_clock_cb)(void *user_data);
+MAILD_EXTERN void maild_server_set_clock(maild_server *srv,
+                                         maild_clock_cb now_ms,
+                                         void *user_data);
+
+/*
  * Queue control (maildctl talks to the daemon, which calls these). `id`
  * is a queue id as maildctl lists it.
  *

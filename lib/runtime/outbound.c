@@ -61,7 +61,7 @@ struct out_msg {
   char id[MAILD_SPOOL_ID_LEN + 1];
   int64_t arrival_usec;
   unsigned attempts;
-  uint64_t due; /* uv_now() time of the next attempt */
+  uint64_t due; /* the queue clock's time of the next attempt (clock_ms) */
   int busy;     /* an attempt runs */
   /* The attempt. */
   uv_work_t req;
@@ -249,12 +249,24 @@ static const out_route *find_route(const maild_server *srv, const char *dom) {
 
 /* ---- The queue ---- */
 
-static uint64_t wall_ms(void) {
+/* The queue's clock: milliseconds since the epoch, from the system or
+   from the embedder's hook (maild_server_set_clock). */
+static uint64_t clock_ms(const maild_server *srv) {
   uv_timeval64_t tv;
 
+  if (srv->clock != NULL)
+    return srv->clock(srv->clock_ud);
   if (uv_gettimeofday(&tv) != 0)
     return 0;
   return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
+}
+
+void maild_server_set_clock(maild_server *srv, maild_clock_cb now_ms,
+                            void *user_data) {
+  if (srv == NULL)
+    return;
+  srv->clock = now_ms;
+  srv->clock_ud = user_data;
 }
 
 int maild__outbound_enqueue(maild_server *srv, const char *id,
@@ -270,7 +282,7 @@ int maild__outbound_enqueue(maild_server *srv, const char *id,
   snprintf(m->id, sizeof(m->id), "%s", id);
   m->arrival_usec = arrival_usec;
   m->fd = -1;
-  m->due = uv_now(srv->loop);
+  m->due = clock_ms(srv);
   m->next = srv->out_msgs;
   if (m->next != NULL)
     m->next->prev = m;
@@ -305,7 +317,7 @@ static void log_result(out_msg *m, size_t i, const char *relay,
                        const maild_smtp_client_reply *r, const char *status) {
   maild_server *srv = m->srv;
   double delay =
-      (double)(wall_ms() - (uint64_t)(m->arrival_usec / 1000)) / 1000.0;
+      (double)(clock_ms(m->srv) - (uint64_t)(m->arrival_usec / 1000)) / 1000.0;
   int n = (int)(r->text_len < REASON_MAX ? r->text_len : REASON_MAX);
   char text[REASON_MAX + 1];
   int k;
@@ -1094,7 +1106,7 @@ static void start_attempt(out_msg *m) {
   m->req.data = m;
   if (uv_queue_work(srv->loop, &m->req, load_work, load_done) != 0) {
     m->busy = 0;
-    m->due = uv_now(srv->loop) + srv->retry_policy.first_ms;
+    m->due = clock_ms(srv) + srv->retry_policy.first_ms;
     return;
   }
   srv->jobs++;
@@ -1297,7 +1309,7 @@ static void persist_done(uv_work_t *req, int status) {
     return;
   }
   m->attempts++;
-  now = wall_ms();
+  now = clock_ms(srv);
   next = maild__retry_next(
       &srv->retry_policy, (uint64_t)(m->arrival_usec / 1000), now, m->attempts);
   if (next == 0 && !m->expired) {
@@ -1328,7 +1340,7 @@ static void persist_done(uv_work_t *req, int status) {
   m->fd = -1;
   m->busy = 0;
   srv->out_active--;
-  m->due = uv_now(srv->loop) + (next > now ? next - now : 0);
+  m->due = next;
   slot_freed(srv);
   schedule(srv, m->due);
   maild__server_maybe_closed(srv);
@@ -1342,30 +1354,37 @@ static void persist_done(uv_work_t *req, int status) {
  * the cost per message stays constant however long the queue is.
  */
 
-/* Makes the timer fire by `due` (uv_now() time) at the latest. */
+/* Makes the timer fire by `due` (queue clock) at the latest. With an
+   embedder's clock, which may run faster than the loop's, the timer looks
+   again every CLOCK_POLL_MS at most. */
+#define CLOCK_POLL_MS 10u
+
 static void schedule(maild_server *srv, uint64_t due) {
-  uint64_t now;
+  uint64_t now, wait;
 
   if (srv->closing)
     return;
   if (uv_is_active((uv_handle_t *)&srv->out_timer) && srv->out_timer_due <= due)
     return;
-  now = uv_now(srv->loop);
+  now = clock_ms(srv);
+  wait = due > now ? due - now : 0;
+  if (srv->clock != NULL && wait > CLOCK_POLL_MS)
+    wait = CLOCK_POLL_MS;
   srv->out_timer_due = due;
-  uv_timer_start(&srv->out_timer, on_timer, due > now ? due - now : 0, 0);
+  uv_timer_start(&srv->out_timer, on_timer, wait, 0);
 }
 
 /* An attempt ended: if due messages waited for a slot, go on. */
 static void slot_freed(maild_server *srv) {
   if (srv->out_waiting && srv->out_active < MSGS_ACTIVE) {
     srv->out_waiting = 0;
-    schedule(srv, uv_now(srv->loop));
+    schedule(srv, clock_ms(srv));
   }
 }
 
 static void on_timer(uv_timer_t *t) {
   maild_server *srv = t->data;
-  uint64_t now = uv_now(srv->loop), soonest = UINT64_MAX;
+  uint64_t now = clock_ms(srv), soonest = UINT64_MAX;
   out_msg *m, *next;
 
   srv->out_waiting = 0;
@@ -1405,7 +1424,7 @@ int maild_server_queue_retry(maild_server *srv, const char *id) {
 
   if (srv == NULL)
     return MAILD_ERR_INVAL;
-  now = uv_now(srv->loop);
+  now = clock_ms(srv);
   for (m = srv->out_msgs; m != NULL; m = m->next)
     if (id == NULL || strcmp(m->id, id) == 0) {
       found = 1;
@@ -1446,7 +1465,7 @@ static void ctl_done(uv_work_t *req, int status) {
   srv->jobs--;
   if (m != NULL && c->op == 0 && !m->busy) { /* released: try it now */
     m->held = 0;
-    m->due = uv_now(srv->loop);
+    m->due = clock_ms(srv);
     schedule(srv, m->due);
   }
   maild__log(srv, MAILD_LOG_INFO, "%s: %s by the administrator", c->id,

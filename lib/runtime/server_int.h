@@ -31,8 +31,8 @@ typedef struct out_session out_session;
 typedef struct out_route {
   char *domain;
   struct sockaddr_storage addr;
-  char *host;    /* a host name to resolve, or NULL: `addr` */
-  unsigned port; /* for `host` */
+  char *host;            /* a host name to resolve, or NULL: `addr` */
+  unsigned port;         /* for `host` */
   char *user, *password; /* AUTH towards it, or NULL */
 } out_route;
 
@@ -112,7 +112,9 @@ struct maild_server {
   int out_waiting;                 /* due messages wait for an attempt slot */
   maild_tls_config *tls_client;    /* opportunistic STARTTLS; NULL: none */
   struct maild_resolver *resolver; /* borrowed; NULL: routes only */
-  struct out_job *resolving;       /* jobs waiting for it */
+  maild_clock_cb clock;            /* the queue's clock; NULL: system */
+  void *clock_ud;
+  struct out_job *resolving; /* jobs waiting for it */
   maild_retry_policy retry_policy;
   unsigned outbound_port;
   size_t outbound_conns;

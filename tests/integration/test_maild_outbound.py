@@ -10,11 +10,14 @@ a restart. TESTPLAN Q2 (a bounce that fails is dropped), Q3 (a 452 for one
 recipient retries only that one), Q4 (a server stalling at each phase
 times out; retried later), Q5 (connection lost after the final dot:
 retried, not lost), D7 (killed after the remote's 250, before the result
-is recorded: sent again, never lost), Q7 (CRLF only, dots as sent) and Q9
-(kill -9 with 1,000 messages queued: all delivered after the restart)."""
+is recorded: sent again, never lost), Q7 (CRLF only, dots as sent), Q1
+(with a fast clock: five days of retries on the schedule, then exactly one
+bounce) and Q9 (kill -9 with 1,000 messages queued: all delivered after
+the restart)."""
 import email
 import json
 import os
+import re
 import signal
 import smtplib
 import socketserver
@@ -412,6 +415,41 @@ r.check("D7: delivered again after the restart (at least once, not lost)",
         and A.spool_files() == [], (len(recv.messages), A.spool_files()))
 A.stop()
 recv.shutdown()
+
+# ---- Q1: days of retries with a fast clock, then exactly one bounce ----
+# MAILD_CLOCK_SCALE=36000: one real millisecond is 36 s of queue time, so
+# the default schedule (5 min doubling to 4 h, 5 days) takes ~12 s. The
+# queue looks at the clock every 10 real ms (6 queue minutes): attempts
+# may come that much late, hence the tolerances.
+port = free_port()  # nothing listens: every attempt fails
+A = Maild(users={ALICE: PW}, listen=("smtp", "submission"),
+          extra="route * 127.0.0.1:%d\n" % port,
+          env={"MAILD_CLOCK_SCALE": "36000"})
+submit(A, ["q1@elsewhere.test"])
+A.wait_log(r"to=<q1@elsewhere.test>.*status=expired", timeout=40)
+log = A.log()
+delays = [float(x) for x in re.findall(
+    r"to=<q1@elsewhere.test>, relay=\S+, delay=([0-9.]+), "
+    r"status=deferred", log)]
+gaps = [b - a for a, b in zip(delays, delays[1:])]
+r.check("Q1: retried for five days: %d attempts, the last at %.1f days"
+        % (len(delays), delays[-1] / 86400 if delays else 0),
+        20 <= len(delays) <= 40 and delays and
+        4.8 * 86400 <= delays[-1] <= 5.0 * 86400 + 600, delays[-3:])
+r.check("Q1: the waits double from 5 minutes up to 4 hours",
+        len(gaps) > 8 and 240 <= gaps[0] <= 900 and
+        all(b >= a - 400 for a, b in zip(gaps[:5], gaps[1:6])) and
+        all(3.5 * 3600 <= g <= 4.5 * 3600 for g in gaps[7:-1]),
+        [round(g / 60) for g in gaps])
+r.check("Q1: expired once, after five days",
+        log.count("to=<q1@elsewhere.test>, relay=none") == 1 + 1 and
+        "status=expired (554 5.4.7" in log, log[-500:])
+bounces = A.mailbox(ALICE, wait=15)
+r.check("Q1: exactly one bounce, and nothing left in the queue",
+        len(bounces) == 1 and b"Status: 5.4.7" in bounces[0] and
+        wait_until(lambda: A.spool_files() == [], 10) is not False and
+        A.spool_files() == [], (len(bounces), A.spool_files()))
+A.stop()
 
 # ---- Q9: kill -9 with 1,000 messages queued ----
 port = free_port()
