@@ -438,10 +438,19 @@ class Sink:
             return False
 
     def messages(self):
+        """The dumps smtp-sink has finished: it creates each file before it
+        writes it, so one changed in the last 0.2 s is left for later."""
         out = []
+        now = time.time()
         for n in sorted(os.listdir(self.dir)):
-            with open(os.path.join(self.dir, n), "rb") as f:
-                out.append(f.read())
+            path = os.path.join(self.dir, n)
+            try:
+                if now - os.stat(path).st_mtime < 0.2:
+                    continue
+                with open(path, "rb") as f:
+                    out.append(f.read())
+            except FileNotFoundError:
+                continue
         return out
 
     def stop(self):
