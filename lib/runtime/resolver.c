@@ -631,17 +631,21 @@ static void lookup_step(lookup *lk) {
     uv_timer_start(&lk->r->kick, on_kick, 0, 0);
 }
 
-int maild_resolver_mx(maild_resolver *r, const char *domain, maild_mx_cb cb,
-                      void *user_data) {
-  lookup *lk;
+/* A new lookup for `domain` (checked and lower-cased), linked in; NULL
+   with *err set when it cannot be. */
+static lookup *lookup_new(maild_resolver *r, const char *domain, maild_mx_cb cb,
+                          void *user_data, int *err) {
   char name[MAILD_DNS_NAME_MAX + 1];
+  lookup *lk;
 
+  *err = MAILD_ERR_INVAL;
   if (r == NULL || domain == NULL || cb == NULL || r->closing ||
       maild__dns_name(domain, name) != 0)
-    return MAILD_ERR_INVAL;
+    return NULL;
+  *err = MAILD_ERR_NOMEM;
   lk = maild__calloc(&r->mem, 1, sizeof(*lk));
   if (lk == NULL)
-    return MAILD_ERR_NOMEM;
+    return NULL;
   lk->r = r;
   lk->cb = cb;
   lk->ud = user_data;
@@ -649,8 +653,18 @@ int maild_resolver_mx(maild_resolver *r, const char *domain, maild_mx_cb cb,
   snprintf(lk->mxname, sizeof(lk->mxname), "%s", name);
   lk->next = r->lookups;
   r->lookups = lk;
-  ask(lk, lk->mxname, MAILD_DNS_MX, -1);
-  return 0;
+  *err = 0;
+  return lk;
+}
+
+int maild_resolver_mx(maild_resolver *r, const char *domain, maild_mx_cb cb,
+                      void *user_data) {
+  int err;
+  lookup *lk = lookup_new(r, domain, cb, user_data, &err);
+
+  if (lk != NULL)
+    ask(lk, lk->mxname, MAILD_DNS_MX, -1);
+  return err;
 }
 
 void maild_resolver_cancel(maild_resolver *r, maild_mx_cb cb, void *user_data) {
@@ -680,27 +694,16 @@ void maild_resolver_cancel(maild_resolver *r, maild_mx_cb cb, void *user_data) {
 
 int maild_resolver_host(maild_resolver *r, const char *host, maild_mx_cb cb,
                         void *user_data) {
-  lookup *lk;
-  char name[MAILD_DNS_NAME_MAX + 1];
+  int err;
+  lookup *lk = lookup_new(r, host, cb, user_data, &err);
 
-  if (r == NULL || host == NULL || cb == NULL || r->closing ||
-      maild__dns_name(host, name) != 0)
-    return MAILD_ERR_INVAL;
-  lk = maild__calloc(&r->mem, 1, sizeof(*lk));
   if (lk == NULL)
-    return MAILD_ERR_NOMEM;
-  lk->r = r;
-  lk->cb = cb;
-  lk->ud = user_data;
-  snprintf(lk->domain, sizeof(lk->domain), "%s", name);
-  snprintf(lk->mxname, sizeof(lk->mxname), "%s", name);
-  snprintf(lk->hosts[0].name, sizeof(lk->hosts[0].name), "%s", name);
+    return err;
+  snprintf(lk->hosts[0].name, sizeof(lk->hosts[0].name), "%s", lk->domain);
   lk->nhosts = 1;
-  lk->next = r->lookups;
-  r->lookups = lk;
   lk->pending++; /* held while both questions go out */
-  ask(lk, name, MAILD_DNS_AAAA, 0);
-  ask(lk, name, MAILD_DNS_A, 0);
+  ask(lk, lk->domain, MAILD_DNS_AAAA, 0);
+  ask(lk, lk->domain, MAILD_DNS_A, 0);
   lk->pending--;
   lookup_step(lk);
   return 0;
