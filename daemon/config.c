@@ -818,33 +818,50 @@ static int set_alias(parser *p, const setting *s, char **v, size_t n) {
   return 0;
 }
 
+/*
+ * Splits "HOST", "HOST:PORT", "[IPv6]" or "[IPv6]:PORT" in place into
+ * `*host` and `*port` (NULL when none). Returns the address family the
+ * host must be (AF_INET6 in brackets, or for a bare IPv6 address: more
+ * than one ':' and then no port), or -1 for an unclosed bracket.
+ */
+static int split_host_port(char *text, char **host, char **port) {
+  char *end;
+
+  *host = text;
+  *port = NULL;
+  if (text[0] == '[') {
+    *host = text + 1;
+    end = strchr(*host, ']');
+    if (end == NULL || (end[1] != '\0' && end[1] != ':'))
+      return -1;
+    *end = '\0';
+    *port = end[1] == ':' ? end + 2 : NULL;
+    return AF_INET6;
+  }
+  end = strchr(text, ':');
+  if (end == NULL)
+    return AF_INET;
+  if (strchr(end + 1, ':') != NULL)
+    return AF_INET6; /* a bare IPv6 address */
+  *end = '\0';
+  *port = end + 1;
+  return AF_INET;
+}
+
 /* ---- dns-servers ADDRESS[:PORT]... ---- */
 
 static int check_dns_server(parser *p, char *value) {
-  char copy[80], *host = copy, *port = NULL, *end;
+  char copy[80], *host, *port;
   unsigned char bin[16];
   uint16_t pn;
-  int family = AF_INET;
+  int family;
 
   if (strlen(value) >= sizeof(copy))
     return fail(p, "dns-servers: '%s' is too long", value);
   strcpy(copy, value);
-  if (copy[0] == '[') {
-    host = copy + 1;
-    end = strchr(host, ']');
-    if (end == NULL || (end[1] != '\0' && end[1] != ':'))
-      return fail(p, "dns-servers: bad address '%s'", value);
-    *end = '\0';
-    port = end[1] == ':' ? end + 2 : NULL;
-    family = AF_INET6;
-  } else if ((end = strchr(copy, ':')) != NULL) {
-    if (strchr(end + 1, ':') != NULL)
-      family = AF_INET6; /* a bare IPv6 address */
-    else {
-      *end = '\0';
-      port = end + 1;
-    }
-  }
+  family = split_host_port(copy, &host, &port);
+  if (family < 0)
+    return fail(p, "dns-servers: bad address '%s'", value);
   if (inet_pton(family, host, bin) != 1)
     return fail(p, "dns-servers: '%s' is not a numeric IPv4 or [IPv6] address",
                 value);
@@ -909,31 +926,21 @@ static int read_route_auth(parser *p, const char *file, maild_config_route *r) {
 static int set_route(parser *p, const setting *s, char **v, size_t n) {
   maild_config *cfg = p->cfg;
   maild_config_route r = {0}, *grown;
-  char addr[INET6_ADDRSTRLEN], *host = v[1], *port = NULL, *end;
+  char addr[INET6_ADDRSTRLEN], *host, *port;
   unsigned char bin[16];
-  int family = AF_INET, rc;
+  int family, rc;
   size_t i;
   (void)s;
 
   if (n == 3 || (n == 4 && strcmp(v[2], "auth") != 0))
-    return fail(p, "route: expected DOMAIN ADDRESS[:PORT] [auth FILE]");
-
+    return fail(p, "route: expected DOMAIN HOST[:PORT] [auth FILE]");
   if (strcmp(v[0], "*") != 0 && (rc = check_domain(p, v[0])) < 0)
     return rc;
-  if (host[0] == '[') {
-    host++;
-    end = strchr(host, ']');
-    if (end == NULL || (end[1] != '\0' && end[1] != ':'))
-      return fail(p, "route: bad address '%s' (write [IPv6]:PORT)", v[1]);
-    *end = '\0';
-    port = end[1] == ':' ? end + 2 : NULL;
-    family = AF_INET6;
-  } else if ((end = strchr(host, ':')) != NULL) {
-    if (strchr(end + 1, ':') != NULL)
-      return fail(p, "route: IPv6 address needs brackets in '%s'", v[1]);
-    *end = '\0';
-    port = end + 1;
-  }
+  family = split_host_port(v[1], &host, &port);
+  if (family < 0)
+    return fail(p, "route: bad address '%s' (write [IPv6]:PORT)", v[1]);
+  if (family == AF_INET6 && host == v[1])
+    return fail(p, "route: IPv6 address needs brackets in '%s'", v[1]);
   if (inet_pton(family, host, bin) == 1) {
     if (inet_ntop(family, bin, addr, sizeof(addr)) == NULL)
       return fail(p, "route: bad address '%s'", host);

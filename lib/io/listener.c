@@ -4,6 +4,8 @@
  */
 #include "io/listener.h"
 
+#include "io/addr.h"
+
 #include "core/mem.h"
 #include "maild/error.h"
 
@@ -49,14 +51,10 @@ static int bind_and_listen(maild_listener *l, const char *addr, int port) {
   int len = sizeof(ss), err;
   unsigned flags = 0;
 
-  if (strchr(addr, ':') != NULL) {
-    err = uv_ip6_addr(addr, port, (struct sockaddr_in6 *)&ss);
-    flags = UV_TCP_IPV6ONLY;
-  } else {
-    err = uv_ip4_addr(addr, port, (struct sockaddr_in *)&ss);
-  }
-  if (err != 0)
+  if (port < 0 || maild__addr_parse(addr, (unsigned)port, &ss) != 0)
     return MAILD_ERR_INVAL;
+  if (ss.ss_family == AF_INET6)
+    flags = UV_TCP_IPV6ONLY;
   err = uv_tcp_bind(&l->tcp, (const struct sockaddr *)&ss, flags);
   if (err == 0)
     err = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
@@ -64,9 +62,7 @@ static int bind_and_listen(maild_listener *l, const char *addr, int port) {
     err = uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &len);
   if (err != 0)
     return uv_to_maild(err);
-  l->port =
-      ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                     : ((struct sockaddr_in *)&ss)->sin_port);
+  l->port = (int)maild__addr_port(&ss);
   return 0;
 }
 

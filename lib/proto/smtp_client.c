@@ -78,7 +78,6 @@ typedef struct {
   int *done;          /* per recipient: result given */
   int *accepted;      /* per recipient: RCPT answered 2xx */
   size_t naccepted;   /* RCPTs answered 2xx */
-  size_t replies_due; /* envelope replies still to come */
   int bdat;           /* the body goes in BDAT chunks */
   int body_end;       /* on_read said the end */
   int deferred;       /* on_read deferred */
@@ -635,17 +634,13 @@ static int tx_start(maild_smtp_client *c) {
   c->state = ST_TX;
   tx->stage = TX_WAIT;
   err = send_mail(c);
-  tx->replies_due = 1;
   if (!pipe)
     return err;
   for (i = 0; err == 0 && i < tx->n; i++)
     err = send_rcpt(c, i);
   tx->next_rcpt = tx->n;
-  tx->replies_due += tx->n;
-  if (err == 0 && !tx->bdat) {
+  if (err == 0 && !tx->bdat)
     err = send_data(c);
-    tx->replies_due++;
-  }
   return err;
 }
 
@@ -795,7 +790,6 @@ static int on_tx_reply(maild_smtp_client *c, const maild_parsed_reply *p,
 
   switch (e.kind) {
   case EXP_MAIL:
-    tx->replies_due--;
     if (!ok) {
       tx->mail_failed = 1;
       keep_reply(c, p);
@@ -806,12 +800,10 @@ static int on_tx_reply(maild_smtp_client *c, const maild_parsed_reply *p,
       }
     } else if (!pipe) {
       tx->next_rcpt = 1;
-      tx->replies_due++;
       return send_rcpt(c, 0);
     }
     break;
   case EXP_RCPT:
-    tx->replies_due--;
     if (tx->mail_failed) {
       maild_smtp_client_reply k = kept(tx);
       rcpt_result(c, tx, e.index, &k);
@@ -823,19 +815,12 @@ static int on_tx_reply(maild_smtp_client *c, const maild_parsed_reply *p,
       if (tx->naccepted == 0)
         keep_reply(c, p); /* the message's reply if none is accepted */
     }
-    if (!pipe) {
-      if (tx->next_rcpt < tx->n) {
-        tx->replies_due++;
-        return send_rcpt(c, tx->next_rcpt++);
-      }
-      if (tx->naccepted > 0 && !tx->bdat) {
-        tx->replies_due++;
-        return send_data(c);
-      }
-    }
+    if (!pipe && tx->next_rcpt < tx->n)
+      return send_rcpt(c, tx->next_rcpt++);
+    if (!pipe && tx->naccepted > 0 && !tx->bdat)
+      return send_data(c);
     break;
   case EXP_DATA:
-    tx->replies_due--;
     if (p->code == 354) {
       if (tx->mail_failed || tx->naccepted == 0) {
         /* A server that says 354 with no recipient: end the empty
@@ -860,7 +845,8 @@ static int on_tx_reply(maild_smtp_client *c, const maild_parsed_reply *p,
   case EXP_IGNORE:
     break;
   }
-  if (tx->replies_due == 0 && c->exp_len == 0 && tx->stage == TX_WAIT)
+  /* Every envelope reply is in once nothing more is expected. */
+  if (c->exp_len == 0 && tx->stage == TX_WAIT)
     return envelope_done(c);
   return 0;
 }

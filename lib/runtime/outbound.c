@@ -31,6 +31,7 @@
 #include "maild/resolver.h"
 #include "maild/smtp_client.h"
 #include "dns/codec.h"
+#include "io/addr.h"
 #include "queue/dsn.h"
 
 #include <errno.h>
@@ -112,7 +113,7 @@ struct out_session {
   maild_conn *conn;
   maild_smtp_client *eng;
   out_job *job;
-  int connected, tls_started, closing, conn_gone;
+  int connected, closing, conn_gone;
   int took_job; /* at least one job went through this session */
   int failed;   /* it ended on an error, not after QUIT */
   int starting; /* counted in dest->starting */
@@ -169,16 +170,6 @@ static void free_routes(maild_server *srv, out_route *r, size_t n) {
   maild__free(&srv->mem, r);
 }
 
-static int parse_addr(const char *host, unsigned port,
-                      struct sockaddr_storage *ss) {
-  memset(ss, 0, sizeof(*ss));
-  if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ss) == 0)
-    return 0;
-  if (uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)ss) == 0)
-    return 0;
-  return MAILD_ERR_INVAL;
-}
-
 void maild_server_set_resolver(maild_server *srv, maild_resolver *r) {
   if (srv != NULL)
     srv->resolver = r;
@@ -198,8 +189,7 @@ int maild_server_set_routes(maild_server *srv, const maild_route *routes,
     const maild_route *in = &routes[i];
     unsigned port = in->port != 0 ? in->port : srv->outbound_port;
     char name[MAILD_DNS_NAME_MAX + 1];
-    int is_addr =
-        in->host != NULL && parse_addr(in->host, port, &r[i].addr) == 0;
+    int is_addr = maild__addr_parse(in->host, port, &r[i].addr) == 0;
     if (in->domain == NULL || in->domain[0] == '\0' || in->host == NULL ||
         in->port > 65535 ||
         (!is_addr && maild__dns_name(in->host, name) != 0)) {
@@ -717,7 +707,6 @@ static void on_conn_tls(maild_conn *c, int err, void *ud) {
     session_close(s);
     return;
   }
-  s->tls_started = 1;
   maild_smtp_client_tls_started(s->eng);
   session_pump(s);
 }
@@ -875,15 +864,12 @@ static out_dest *dest_get(maild_server *srv, const struct sockaddr *sa) {
   d->srv = srv;
   memcpy(&d->addr, sa, len);
   d->tail = &d->jobs;
-  if (sa->sa_family == AF_INET6) {
-    const struct sockaddr_in6 *a = (const void *)sa;
-    uv_ip6_name(a, host, sizeof(host));
-    snprintf(d->name, sizeof(d->name), "[%s]:%u", host, ntohs(a->sin6_port));
-  } else {
-    const struct sockaddr_in *a = (const void *)sa;
-    uv_ip4_name(a, host, sizeof(host));
-    snprintf(d->name, sizeof(d->name), "[%s]:%u", host, ntohs(a->sin_port));
-  }
+  if (sa->sa_family == AF_INET6)
+    uv_ip6_name((const struct sockaddr_in6 *)sa, host, sizeof(host));
+  else
+    uv_ip4_name((const struct sockaddr_in *)sa, host, sizeof(host));
+  snprintf(d->name, sizeof(d->name), "[%s]:%u", host,
+           maild__addr_port(&d->addr));
   d->next = srv->dests;
   srv->dests = d;
   return d;
@@ -953,12 +939,9 @@ static void on_job_mx(void *ud, const maild_mx_result *res) {
     return;
   }
   for (i = 0; i < res->ntargets; i++) {
-    uint16_t port = (uint16_t)(j->port ? j->port : srv->outbound_port);
     j->targets[i] = res->targets[i].addr;
-    if (j->targets[i].ss_family == AF_INET6)
-      ((struct sockaddr_in6 *)&j->targets[i])->sin6_port = htons(port);
-    else
-      ((struct sockaddr_in *)&j->targets[i])->sin_port = htons(port);
+    maild__addr_set_port(&j->targets[i],
+                         j->port ? j->port : srv->outbound_port);
   }
   j->ntargets = res->ntargets;
   enqueue(srv, j);

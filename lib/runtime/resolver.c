@@ -12,6 +12,7 @@
 
 #include "core/mem.h"
 #include "dns/codec.h"
+#include "io/addr.h"
 #include "io/dns_transport.h"
 #include "maild/error.h"
 
@@ -146,11 +147,7 @@ static int parse_server(const char *s, struct sockaddr_storage *ss) {
       return MAILD_ERR_INVAL;
     p = (unsigned)v;
   }
-  memset(ss, 0, sizeof(*ss));
-  if (uv_ip4_addr(host, (int)p, (struct sockaddr_in *)ss) == 0 ||
-      uv_ip6_addr(host, (int)p, (struct sockaddr_in6 *)ss) == 0)
-    return 0;
-  return MAILD_ERR_INVAL;
+  return maild__addr_parse(host, p, ss);
 }
 
 /* The nameserver lines of /etc/resolv.conf. */
@@ -594,7 +591,7 @@ static void on_kick(uv_timer_t *t) {
     maild_mx_result res;
     size_t i, k, n = 0;
     int temp = 0;
-    if (lk->pending > 0 || (!lk->done && lk->nhosts == 0)) {
+    if (lk->pending > 0) {
       pp = &lk->next;
       continue;
     }

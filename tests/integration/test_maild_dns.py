@@ -7,7 +7,9 @@ names this host is a loop), CNAMEs, and that no packet leaves loopback
 (strace sees only 127.0.0.1). Then maild delivering by MX with no route:
 to the first host that answers (the better one refuses connections), and
 bounces for a null MX, a domain that does not exist and a loop, while a
-SERVFAIL defers; and a route that names its smarthost by host name."""
+SERVFAIL defers; a route that names its smarthost by host name; and
+examples/send_one.c sending one message with the resolver and the client
+engine alone."""
 import os
 import re
 import subprocess
@@ -150,6 +152,29 @@ records2 = [
 dns = Unbound(records2, ["elsewhere.test", "nullmx.test", "selfonly.test",
                          "smarthost.test"],
               forward_dead=["servfail.test"])
+# examples/send_one.c, the way an embedder would send: resolver and client
+# engine only. The better MX host refuses connections; the next one takes
+# the message.
+msg_file = os.path.join(dns.dir, "message.eml")
+with open(msg_file, "wb") as f:
+    f.write(b"Subject: from send_one\n\n.a dotted line\nend\n")
+p = subprocess.run([SEND_ONE, "-s", dns.address(), "-p", str(port),
+                    "me@example.test", "bob@elsewhere.test", msg_file],
+                   capture_output=True, text=True, timeout=60)
+wait_until(lambda: sink.messages(), 20)
+got = sink.messages()
+r.check("send_one: accepted after trying the refusing host first",
+        p.returncode == 0 and "trying 127.0.0.2" in p.stderr and
+        "trying 127.0.0.1" in p.stderr and len(got) == 1 and
+        b"\n.a dotted line\nend\n" in got[0], (p.returncode, p.stderr))
+p = subprocess.run([SEND_ONE, "-s", dns.address(), "-p", str(port),
+                    "me@example.test", "x@nullmx.test", msg_file],
+                   capture_output=True, text=True, timeout=60)
+r.check("send_one: a null MX is a permanent failure (exit 1)",
+        p.returncode == 1 and "5.1.10" in p.stderr, p.stderr)
+for f in os.listdir(sink.dir):
+    os.unlink(os.path.join(sink.dir, f))
+
 ALICE = "alice@example.test"
 
 

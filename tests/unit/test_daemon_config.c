@@ -527,6 +527,49 @@ static void test_listen(void **state) {
   assert_string_equal(maild_config_service_name((maild_config_service)99), "?");
 }
 
+/* Routes and name servers: addresses, brackets, ports, host names. */
+static void test_routes_and_dns_servers(void **state) {
+  maild_config cfg;
+  (void)state;
+
+  expect_ok(&cfg, "route * [::1]:2525\n"
+                  "route A.Example 192.0.2.1\n"
+                  "route b.example smtp.provider.example:587\n"
+                  "dns-servers 127.0.0.1:5353 ::1 [::1]:53\n");
+  assert_int_equal(cfg.nroutes, 3);
+  assert_string_equal(cfg.routes[0].domain, "*");
+  assert_string_equal(cfg.routes[0].address, "::1");
+  assert_int_equal(cfg.routes[0].port, 2525);
+  assert_string_equal(cfg.routes[1].domain, "a.example");
+  assert_string_equal(cfg.routes[1].address, "192.0.2.1");
+  assert_int_equal(cfg.routes[1].port, 0);
+  assert_string_equal(cfg.routes[2].address, "smtp.provider.example");
+  assert_int_equal(cfg.routes[2].port, 587);
+  assert_null(cfg.routes[2].user);
+  assert_int_equal(cfg.ndns_servers, 3);
+  maild_config_free(&cfg);
+  expect_error("route * ::1\n",
+               "maild.conf:1: route: IPv6 address needs brackets in '::1'");
+  expect_error("route * [::1:25\n",
+               "maild.conf:1: route: bad address '[::1:25' (write "
+               "[IPv6]:PORT)");
+  expect_error("route * 192.0.2.1:0\n", "maild.conf:1: route: bad port '0'");
+  expect_error("route * bad_host!\n",
+               "maild.conf:1: route: 'bad_host!' is neither a host name nor a "
+               "numeric IPv4 or [IPv6] address");
+  expect_error("route * 192.0.2.1 login f\n",
+               "maild.conf:1: route: expected DOMAIN HOST[:PORT] [auth FILE]");
+  expect_error("route x.example 192.0.2.1\nroute x.example 192.0.2.2\n",
+               "maild.conf:2: route: x.example already has a route on line 1");
+  expect_error("dns-servers [::1\n",
+               "maild.conf:1: dns-servers: bad address '[::1'");
+  expect_error("dns-servers 127.0.0.1:99999\n",
+               "maild.conf:1: dns-servers: bad port in '127.0.0.1:99999'");
+  expect_error("dns-servers ns.example\n",
+               "maild.conf:1: dns-servers: 'ns.example' is not a numeric "
+               "IPv4 or [IPv6] address");
+}
+
 static void test_aliases(void **state) {
   maild_config cfg;
   (void)state;
@@ -905,6 +948,7 @@ int main(void) {
       cmocka_unit_test(test_size_limits),
       cmocka_unit_test(test_duration_and_count_limits),
       cmocka_unit_test(test_listen),
+      cmocka_unit_test(test_routes_and_dns_servers),
       cmocka_unit_test(test_aliases),
       cmocka_unit_test(test_paths_relative_to_file),
       cmocka_unit_test(test_load_file),
