@@ -183,8 +183,8 @@ typedef struct maild_store_backend {
      or MAILD_ERR_TIMEOUT. */
   int (*box_open)(maild_store *st, const char *domain, const char *local,
                   void **box, void *backend_data);
-  /* Releases the lock and frees `box`; deletions not applied by
-     box_expunge are forgotten. */
+  /* Finishes the session's bookkeeping (may do I/O), releases the lock and
+     frees `box`; deletions not applied by box_expunge are forgotten. */
   void (*box_close)(maild_store *st, void *box, void *backend_data);
   /* Messages in the snapshot (fixed for the session). */
   size_t (*box_count)(maild_store *st, void *box, void *backend_data);
@@ -319,8 +319,10 @@ MAILD_EXTERN maild_ssize maild_mailbox_read(maild_mailbox *mb, size_t i,
 MAILD_EXTERN int maild_mailbox_delete(maild_mailbox *mb, const size_t *indexes,
                                       size_t n);
 
-/* Releases the lock and frees; deletions not applied are forgotten. NULL
-   is a no-op. */
+/* Finishes the session's bookkeeping, releases the lock and frees;
+   deletions not applied are forgotten. May block like the other calls
+   (the Maildir backend moves the session's messages from new/ to cur/
+   here). NULL is a no-op. */
 MAILD_EXTERN void maild_mailbox_close(maild_mailbox *mb);
 
 /* ---- The built-in Maildir backend ------------------------------------ */
@@ -370,19 +372,21 @@ MAILD_EXTERN void maild_mailbox_close(maild_mailbox *mb);
  * (empty), as for delivery. The lock is flock(LOCK_EX | LOCK_NB) on the file
  * "maild-pop3.lock" in the mailbox directory (created 0600, never removed):
  * the kernel drops it when the holder exits or crashes, and two sessions
- * in one process conflict too. At open every file in new/ moves to cur/
- * with ",W=<size>" (Maildir++: the size with CRLF line ends) and the info
- * ":2," appended (a name that already has info keeps it; one that would
- * grow past 255 octets stays in new/), and cur/ and new/ are fsync'd.
- * Messages are ordered by the delivery time in their names
- * (<sec>.M<usec>), then by name. The size is the W= tag of a name in cur/
- * when there is one, else the file is scanned (CRLF, bare LF and bare CR
- * each count 2). The UIDL is the name up to its first ',' or ':'
- * (unchanged by the move and by flags), or "~" and a 128-bit hash in hex
- * when that is longer than 70 octets or not printable ASCII; when two
- * files share one, all but the first get the hash of their whole name.
- * Deletion unlinks each file and fsyncs cur/ and new/. Non-regular
- * entries and names starting with '.' are ignored.
+ * in one process conflict too. Open only lists new/ and cur/; the session
+ * reads each message where it lies. At close (maild_mailbox_close) every
+ * message of the session still in new/ and not deleted moves to cur/ with
+ * ",W=<size>" (Maildir++: the size with CRLF line ends) and the info ":2,"
+ * appended (a name that already has info keeps it; one that would grow
+ * past 255 octets stays in new/), and cur/ and new/ are fsync'd; the lock
+ * is held until that is done. Messages are ordered by the delivery time
+ * in their names (<sec>.M<usec>), then by name. The size is the W= tag of
+ * a name when there is one (maild's deliveries have it in new/ already),
+ * else the file is scanned (CRLF, bare LF and bare CR each count 2). The UIDL
+ * is the name up to its first ',' or ':' (unchanged by the move and by flags),
+ * or "~" and a 128-bit hash in hex when that is longer than 70 octets or not
+ * printable ASCII; when two files share one, all but the first get the hash of
+ * their whole name. Deletion unlinks each file and fsyncs cur/ and new/.
+ * Non-regular entries and names starting with '.' are ignored.
  */
 typedef struct maild_store_maildir_config {
   /* Per-mailbox limit in octets; 0: no limit. */

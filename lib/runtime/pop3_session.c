@@ -3,14 +3,16 @@
  * (lib/io) and a mailbox of the store. Everything that touches the disk or
  * runs crypt(3) is a worker-pool job: the login (password check, then
  * opening and listing the mailbox under its exclusive lock), each read of
- * message content (prefetched into a 128 KiB buffer the engine then consumes),
- * and the deletions at QUIT. Only one job runs per session, because the
- * engine waits for each answer. A read job reads ahead: after the piece
- * asked for, the messages that follow it, whole, as far as the buffer
- * goes, so a client that pipelines RETR 1..n costs one job per buffer, not
- * one per message. Logins fail the same way for an unknown
- * user and a wrong password, after a delay that doubles per failure, as
- * for SMTP AUTH (TESTPLAN A2).
+ * message content (prefetched into a 128 KiB buffer the engine then
+ * consumes), the deletions at QUIT, and closing the mailbox once the
+ * connection is gone (the store's bookkeeping, such as Maildir's new/ to
+ * cur/ moves, happens after the client has its last answer). Only one job
+ * runs per session, because the engine waits for each answer. A read job
+ * reads ahead: after the piece asked for, the messages that follow it,
+ * whole, as far as the buffer goes, so a client that pipelines RETR 1..n
+ * costs one job per buffer, not one per message. Logins fail the same way
+ * for an unknown user and a wrong password, after a delay that doubles per
+ * failure, as for SMTP AUTH (TESTPLAN A2).
  */
 #include "runtime/server_int.h"
 
@@ -52,6 +54,8 @@ struct pop3_session {
   int ended;     /* no more input */
   int conn_gone; /* on_close came */
   int delay;     /* a refused login waits out its delay */
+  int closing;   /* the close job runs: the mailbox is still locked */
+  int waiting;   /* a login waits for a closing session of the user */
   unsigned failures;
   maild_sasl_server *sasl;
   char challenge[MAILD_SASL_CHALLENGE_SIZE];
@@ -92,7 +96,7 @@ static void session_free(pop3_session *s) {
     srv->pop3_sessions = s->next;
   if (s->next != NULL)
     s->next->prev = s->prev;
-  maild_mailbox_close(s->box);
+  maild_mailbox_close(s->box); /* NULL unless the close job could not run */
   maild_pop3_server_del(s->eng);
   maild_sasl_server_del(s->sasl);
   maild__buf_free(&s->in, &srv->mem);
@@ -104,9 +108,39 @@ static void session_free(pop3_session *s) {
   maild__free(&srv->mem, s);
 }
 
+static int run_job(pop3_session *s, uv_work_cb work, uv_after_work_cb done);
+static void wake_waiting(maild_server *srv, const char *user);
+
+/* The mailbox's close may do I/O (Maildir moves new/ to cur/ then): on the
+   worker pool, after the client has its last answer. */
+static void close_work(uv_work_t *req) {
+  pop3_session *s = req->data;
+
+  maild_mailbox_close(s->box);
+  s->box = NULL;
+}
+
+static void close_done(uv_work_t *req, int status) {
+  pop3_session *s = req->data;
+  maild_server *srv = s->srv;
+  char user[MAILD_USERS_ADDRESS_SIZE];
+
+  (void)status;
+  s->busy = 0;
+  srv->jobs--;
+  memcpy(user, s->user, sizeof(user));
+  session_free(s); /* tells the server, which may be closing */
+  wake_waiting(srv, user);
+}
+
 static void maybe_free(pop3_session *s) {
-  if (s->conn_gone && !s->busy)
-    session_free(s);
+  if (!s->conn_gone || s->busy)
+    return;
+  if (s->box != NULL && run_job(s, close_work, close_done) == 0) {
+    s->closing = 1;
+    return;
+  }
+  session_free(s);
 }
 
 static void set_ended(pop3_session *s) {
@@ -135,27 +169,23 @@ static int run_job(pop3_session *s, uv_work_cb work, uv_after_work_cb done) {
 /* Returns nonzero (and frees the session if it is gone) when the job's
    answer has nobody to go to. */
 static int job_finished(pop3_session *s) {
+  maild_server *srv = s->srv;
+
   s->busy = 0;
-  s->srv->jobs--;
+  srv->jobs--;
   if (s->conn_gone || s->ended) {
-    maybe_free(s);
-    maild__server_maybe_closed(s->srv);
+    maybe_free(s); /* may free s */
+    maild__server_maybe_closed(srv);
     return 1;
   }
   return 0;
 }
 
-/* Login: the password, then the mailbox, opened and listed. */
-static void login_work(uv_work_t *req) {
-  pop3_session *s = req->data;
-  const char *at;
+/* Opens and lists the mailbox of the logged-in user. */
+static void open_mailbox(pop3_session *s) {
+  const char *at = maild_users_domain(s->user);
   size_t i;
 
-  s->rc = maild_users_verify_hash(s->hash, s->password, s->password_len, NULL);
-  maild__wipe(s->password, sizeof(s->password));
-  if (s->rc != 0)
-    return;
-  at = maild_users_domain(s->user);
   if (at == NULL) {
     s->rc = MAILD_ERR_PERM;
     return;
@@ -172,6 +202,21 @@ static void login_work(uv_work_t *req) {
   }
   for (i = 0; i < s->nmsgs && s->rc == 0; i++)
     s->rc = maild_mailbox_info(s->box, i, &s->msgs[i].size, &s->msgs[i].uidl);
+}
+
+/* Login: the password, then the mailbox, opened and listed. */
+static void login_work(uv_work_t *req) {
+  pop3_session *s = req->data;
+
+  s->rc = maild_users_verify_hash(s->hash, s->password, s->password_len, NULL);
+  maild__wipe(s->password, sizeof(s->password));
+  if (s->rc == 0)
+    open_mailbox(s);
+}
+
+/* The mailbox again, once a closing session of the same user let it go. */
+static void open_work(uv_work_t *req) {
+  open_mailbox(req->data);
 }
 
 static void log_failure(pop3_session *s, const char *mech) {
@@ -202,6 +247,20 @@ static void login_done(uv_work_t *req, int status) {
   login_answer(s, status);
 }
 
+static void open_done(uv_work_t *req, int status) {
+  login_answer(req->data, status);
+}
+
+/* Whether a session of `user` is closing its mailbox (a close job). */
+static int user_closing(const maild_server *srv, const char *user) {
+  const pop3_session *o;
+
+  for (o = srv->pop3_sessions; o != NULL; o = o->next)
+    if (o->closing && strcmp(o->user, user) == 0)
+      return 1;
+  return 0;
+}
+
 static void login_answer(pop3_session *s, int status) {
   maild_pop3_reply ok = {MAILD_POP3_OK, NULL, "Logged in"};
   maild_pop3_reply inuse = {MAILD_POP3_ERR, "IN-USE",
@@ -217,6 +276,12 @@ static void login_answer(pop3_session *s, int status) {
     refuse_later(s);
     return;
   }
+  if (s->rc == MAILD_ERR_EXISTS && user_closing(s->srv, s->user)) {
+    /* The same user's last session is still closing (a client that
+       reconnects at once): the answer waits for its close_done. */
+    s->waiting = 1;
+    return;
+  }
   maild_sasl_server_del(s->sasl);
   s->sasl = NULL;
   if (s->rc == 0 &&
@@ -226,11 +291,30 @@ static void login_answer(pop3_session *s, int status) {
                s->user, s->nmsgs);
     maild_pop3_server_reply(s->eng, &ok);
   } else {
-    maild_mailbox_close(s->box);
+    maild_mailbox_close(s->box); /* nothing read: no I/O but close(2) */
     s->box = NULL;
     maild_pop3_server_reply(s->eng, s->rc == MAILD_ERR_EXISTS ? &inuse : &temp);
   }
   pump(s);
+}
+
+/* Logins of `user` that found the mailbox locked by a closing session try
+   to open it again. */
+static void wake_waiting(maild_server *srv, const char *user) {
+  pop3_session *o, *next;
+
+  for (o = srv->pop3_sessions; o != NULL; o = next) {
+    next = o->next; /* login_answer may free o */
+    if (!o->waiting || strcmp(o->user, user) != 0)
+      continue;
+    o->waiting = 0;
+    if (run_job(o, open_work, open_done) != 0) {
+      o->rc = MAILD_ERR_IO;
+      o->busy = 1; /* login_answer's job_finished takes it back */
+      srv->jobs++;
+      login_answer(o, 0);
+    }
+  }
 }
 
 /* Starts a login with the given credentials (copied). */

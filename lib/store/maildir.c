@@ -12,9 +12,14 @@
  * crafted local part nor a planted symlink can reach outside the root.
  *
  * The read side (POP3) locks a mailbox with flock() on a lock file, takes
- * a snapshot of cur/ (moving new/ into it), sizes each message as it will
- * be sent (CRLF) once and caches that in the name (",W="), and derives the
- * UIDL from the unique part of the name, which no move or flag changes.
+ * a snapshot of new/ and cur/, sizes each message as it will be sent
+ * (CRLF), and derives the UIDL from the unique part of the name, which no
+ * move or flag changes. Opening moves nothing: a session is served from
+ * where the messages lie, and only when it closes do the messages it
+ * listed (and did not delete) move from new/ to cur/, with the size cached
+ * in the name (",W=") and the ":2," info (Maildir++). So a login costs one
+ * directory scan, the client gets its answers before any rename, and mail
+ * it deletes is never moved first.
  *
  * Plain blocking POSIX I/O: the runtime calls this on worker threads, and
  * several threads may deliver through one store at once (the only shared
@@ -618,7 +623,9 @@ static int maildir_withdraw(maild_store *st, const char *domain,
 
 typedef struct box_msg {
   char *name;    /* file name in its directory */
-  int dir;       /* BOX_CUR, or BOX_NEW when it could not be moved */
+  int dir;       /* BOX_NEW or BOX_CUR */
+  int tagged;    /* the name carries its W= size */
+  int gone;      /* expunged */
   uint64_t size; /* as sent: CRLF line ends */
   uint64_t sec, usec;
   char uidl[MAILDIR_UIDL_MAX + 1];
@@ -785,54 +792,63 @@ static int move_to_cur(maildir_box *b, const char *from, const char *to) {
 }
 
 /*
- * Sizes message `m` (from its W= tag, else by reading it), and moves it
- * from new/ to cur/ as <name>,W=<size>:2, (Maildir++ convention). Returns
- * 1 when the file vanished (skip it), 0, or an error.
+ * Sizes message `m`: from its W= tag, else by reading it. Returns 1 when
+ * the file vanished or is not a regular file (skip it), 0, or an error.
  */
-static int box_prepare(maildir_box *b, box_msg *m) {
-  char name[MAILDIR_NAME_MAX + 1];
-  namebuf nb = {name, 0, sizeof(name), 0};
+static int box_size(maildir_box *b, box_msg *m) {
   struct stat sb;
-  int fd, rc, tagged;
+  int fd, rc;
 
-  tagged = parse_tag(m->name, 'W', &m->size) == 0;
-  if (!tagged) {
-    /* O_NONBLOCK: a planted FIFO must not hang the open. */
-    fd = openat(b->fds[m->dir], m->name,
-                O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0)
-      return errno == ENOENT ? 1 : errno == ELOOP ? 1 : MAILD_ERR_IO;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-      close(fd);
-      return 1;
-    }
-    rc = crlf_size(b->md, fd, &m->size);
-    close(fd);
-    if (rc != 0)
-      return rc;
-  }
-  if (m->dir != BOX_NEW)
+  m->tagged = parse_tag(m->name, 'W', &m->size) == 0;
+  if (m->tagged)
     return 0;
-  nb_str(&nb, m->name);
-  if (strchr(m->name, ':') == NULL) {
-    if (!tagged) {
-      nb_str(&nb, ",W=");
-      nb_u64(&nb, m->size);
-    }
-    nb_str(&nb, ":2,");
+  /* O_NONBLOCK: a planted FIFO must not hang the open. */
+  fd = openat(b->fds[m->dir], m->name,
+              O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0)
+    return errno == ENOENT ? 1 : errno == ELOOP ? 1 : MAILD_ERR_IO;
+  if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    close(fd);
+    return 1;
   }
-  if (nb.overflow)
-    return 0; /* stays in new/ */
-  /* A name taken in cur/ leaves the message in new/. */
-  rc = move_to_cur(b, m->name, name);
-  if (rc != 0)
-    return rc == 1 ? 0 : rc == 2 ? 1 : rc;
-  maild__free(&b->md->mem, m->name);
-  m->name = maild__strndup(&b->md->mem, name, strlen(name));
-  m->dir = BOX_CUR;
-  if (m->name == NULL)
-    return MAILD_ERR_NOMEM; /* moved already: found in cur/ next time */
-  return 2;
+  rc = crlf_size(b->md, fd, &m->size);
+  close(fd);
+  return rc;
+}
+
+/*
+ * Moves the session's messages that are still in new/ (all but the
+ * expunged ones: the client has seen them listed) to cur/ as
+ * <name>[,W=<size>]:2, and makes the moves durable. Best effort: a message that
+ * cannot move stays in new/ and keeps its UIDL, so nothing is lost or changed
+ * for POP3 either way.
+ */
+static void box_settle(maildir_box *b) {
+  char name[MAILDIR_NAME_MAX + 1];
+  size_t i;
+  int moved = 0;
+
+  for (i = 0; i < b->count; i++) {
+    const box_msg *m = &b->msgs[i];
+    namebuf nb = {name, 0, sizeof(name), 0};
+
+    if (m->gone || m->dir != BOX_NEW)
+      continue;
+    nb_str(&nb, m->name);
+    if (strchr(m->name, ':') == NULL) {
+      if (!m->tagged) {
+        nb_str(&nb, ",W=");
+        nb_u64(&nb, m->size);
+      }
+      nb_str(&nb, ":2,");
+    }
+    if (!nb.overflow && move_to_cur(b, m->name, name) == 0)
+      moved = 1;
+  }
+  if (moved) {
+    (void)fsync(b->fds[BOX_CUR]);
+    (void)fsync(b->fds[BOX_NEW]);
+  }
 }
 
 static int box_scan(maildir_box *b, int dir) {
@@ -962,7 +978,7 @@ static int maildir_box_open(maild_store *st, const char *domain,
   char dom[MAILDIR_NAME_MAX + 1], loc[MAILDIR_NAME_MAX + 1];
   maildir_box *b;
   size_t i, j;
-  int rc, moved = 0;
+  int rc;
 
   (void)st;
   fold_ascii(folded, local);
@@ -983,13 +999,9 @@ static int maildir_box_open(maild_store *st, const char *domain,
     rc = box_scan(b, BOX_NEW);
   if (rc == 0)
     rc = box_scan(b, BOX_CUR);
-  /* Size every message, moving new/ to cur/; drop the ones that vanished. */
+  /* Size every message; drop the ones that vanished. */
   for (i = j = 0; rc == 0 && i < b->count; i++) {
-    int r = box_prepare(b, &b->msgs[i]);
-    if (r == 2) {
-      moved = 1;
-      r = 0;
-    }
+    int r = box_size(b, &b->msgs[i]);
     if (r < 0) {
       rc = r;
       break;
@@ -1006,9 +1018,6 @@ static int maildir_box_open(maild_store *st, const char *domain,
       b->msgs[j++] = b->msgs[i];
   }
   b->count = j;
-  if (rc == 0 && moved &&
-      (fsync(b->fds[BOX_CUR]) != 0 || fsync(b->fds[BOX_NEW]) != 0))
-    rc = MAILD_ERR_IO;
   if (rc != 0) {
     box_free(b);
     return rc;
@@ -1032,6 +1041,7 @@ static int maildir_box_open(maild_store *st, const char *domain,
 static void maildir_box_close(maild_store *st, void *box, void *backend_data) {
   (void)st;
   (void)backend_data;
+  box_settle(box);
   box_free(box);
 }
 
@@ -1089,12 +1099,14 @@ static int maildir_box_expunge(maild_store *st, void *box,
   (void)st;
   (void)backend_data;
   for (k = 0; k < n; k++) {
-    const box_msg *m = &b->msgs[indexes[k]];
+    box_msg *m = &b->msgs[indexes[k]];
     if (b->read_fd >= 0 && b->open_i == indexes[k]) {
       close(b->read_fd);
       b->read_fd = -1;
     }
-    if (unlinkat(b->fds[m->dir], m->name, 0) != 0 && errno != ENOENT)
+    if (unlinkat(b->fds[m->dir], m->name, 0) == 0 || errno == ENOENT)
+      m->gone = 1;
+    else
       rc = MAILD_ERR_IO;
     used[m->dir] = 1;
   }

@@ -23,6 +23,7 @@ from maildtest import Maild, RawSMTP, Results, have  # noqa: E402
 r = Results()
 ALICE, BOB, PW = "alice@example.test", "bob@example.test", "pop pass"
 CAROL = "carol@example.test"
+DAVE = "dave@example.test"
 LISTEN = ("smtp", "submission", "pop3", "pop3s")
 
 
@@ -109,7 +110,40 @@ def pipelined_burst(m, ca):
     s.close()
 
 
-with Maild(users={ALICE: PW, BOB: PW, CAROL: PW}, listen=LISTEN) as m:
+def close_then_reconnect(m, ca, count=10000):
+    """A login moves nothing; the moves to cur/ come after QUIT's answer,
+    and a client that logs in again at once waits for them instead of
+    getting [IN-USE]."""
+    plant(m, DAVE, [b"Subject: %d\r\n\r\nbody\r\n" % i
+                    for i in range(count)])
+    d = m.mailbox_dir(DAVE)
+    ctx = ssl.create_default_context(cafile=ca)
+    p = pop(m, ctx)
+    p.user(DAVE)
+    p.pass_(PW)
+    r.check("reconnect: STAT lists every message", p.stat()[0] == count)
+    r.check("reconnect: the login moved nothing",
+            len(os.listdir(os.path.join(d, "new"))) == count)
+    p.retr(1)
+    q = pop(m, ctx)  # connected and in TLS before the first one quits
+    q.user(DAVE)
+    p.quit()
+    try:
+        resp = q.pass_(PW)
+    except poplib.error_proto as e:
+        resp = e.args[0]
+    r.check("reconnect: a login right after QUIT is not [IN-USE]",
+            resp.startswith(b"+OK"), resp)
+    r.check("reconnect: it lists the same messages", q.stat()[0] == count)
+    r.check("reconnect: the first session's moves were done by then",
+            len(os.listdir(os.path.join(d, "cur"))) == count)
+    q.quit()
+    r.check("reconnect: new/ is empty",
+            os.listdir(os.path.join(d, "new")) == [])
+
+
+with Maild(users={ALICE: PW, BOB: PW, CAROL: PW, DAVE: PW},
+           listen=LISTEN) as m:
     ca = os.path.join(m.data, "tls", "cert.pem")
     ctx = ssl.create_default_context(cafile=ca)
 
@@ -146,9 +180,9 @@ with Maild(users={ALICE: PW, BOB: PW, CAROL: PW}, listen=LISTEN) as m:
     uidls = [x.split()[1] for x in p.uidl()[1]]
     resp, lines, octets = p.retr(1)
     got = b"\r\n".join(lines) + b"\r\n"
-    cur = os.path.join(m.mailbox_dir(BOB), "cur")
-    names = sorted(os.listdir(cur))  # the login moved new/ to cur/
-    stored = open(os.path.join(cur, names[0]), "rb").read() if names else b""
+    new = os.path.join(m.mailbox_dir(BOB), "new")
+    names = sorted(os.listdir(new))  # served from new/: the login moves none
+    stored = open(os.path.join(new, names[0]), "rb").read() if names else b""
     r.check("STAT counts both", count == 2, (count, total))
     r.check("P3: LIST size equals the octets RETR sent",
             listing[0][1] == octets == len(stored), (listing, octets,
@@ -217,6 +251,7 @@ with Maild(users={ALICE: PW, BOB: PW, CAROL: PW}, listen=LISTEN) as m:
     p.quit()
 
     pipelined_burst(m, ca)
+    close_then_reconnect(m, ca)
 
     # curl, verifying the certificate.
     if have("curl"):

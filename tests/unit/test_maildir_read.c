@@ -3,8 +3,9 @@
  * mailbox wrapper (TESTPLAN P1, P2, P4 at store level): listing with exact
  * CRLF sizes, reading at every offset and chunk size, stable unique UIDLs
  * across sessions and restarts, the exclusive lock, durable deletion, the
- * move from new/ to cur/, unsafe names, and an allocation-failure sweep.
- * Every test works in its own mkdtemp directory under /tmp and removes it.
+ * move from new/ to cur/ at close, unsafe names, and an allocation-failure
+ * sweep. Every test works in its own mkdtemp directory under /tmp and removes
+ * it.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -146,9 +147,9 @@ static void test_list_and_read(void **state) {
   }
   assert_int_equal(count_dir(f, "root/example.org/alice/new"), 3);
   mb = box_open(f, "alice");
-  /* new/ moved to cur/ with the ":2," info and a W= size tag. */
-  assert_int_equal(count_dir(f, "root/example.org/alice/new"), 0);
-  assert_int_equal(count_dir(f, "root/example.org/alice/cur"), 3);
+  /* Opening moves nothing: the session reads them from new/. */
+  assert_int_equal(count_dir(f, "root/example.org/alice/new"), 3);
+  assert_int_equal(count_dir(f, "root/example.org/alice/cur"), 0);
   assert_int_equal(maild_mailbox_count(mb), 3);
   for (i = 0; i < 3; i++) {
     assert_int_equal(maild_mailbox_info(mb, i, &size, &u[i]), 0);
@@ -175,6 +176,9 @@ static void test_list_and_read(void **state) {
   assert_int_equal(maild_mailbox_count(NULL), 0);
   maild_mailbox_close(mb);
   maild_mailbox_close(NULL);
+  /* Closing moved them to cur/. */
+  assert_int_equal(count_dir(f, "root/example.org/alice/new"), 0);
+  assert_int_equal(count_dir(f, "root/example.org/alice/cur"), 3);
 
   /* The cur/ names carry ",W=<size>:2,". */
   deliver_text(f, "bob", texts[0]);
@@ -489,6 +493,49 @@ static void test_delete(void **state) {
   maild_mailbox_close(mb);
 }
 
+/* At close, the messages still in new/ move to cur/, except the deleted
+   ones (never moved first); a message a later delivery put in new/ during
+   the session is not in the snapshot and stays new. */
+static void test_close_moves(void **state) {
+  fx *f = *state;
+  maild_mailbox *mb;
+  const char *u;
+  char before[3][80], name[300];
+  size_t i, del = 1;
+
+  fx_open(f);
+  for (i = 0; i < 3; i++) {
+    f->now = NOW_USEC + i;
+    deliver_text(f, "ivan", texts[i]);
+  }
+  mb = box_open(f, "ivan");
+  assert_int_equal(maild_mailbox_count(mb), 3);
+  for (i = 0; i < 3; i++) {
+    assert_int_equal(maild_mailbox_info(mb, i, NULL, &u), 0);
+    strcpy(before[i], u);
+  }
+  assert_int_equal(maild_mailbox_delete(mb, &del, 1), 0);
+  f->now = NOW_USEC + 10;
+  deliver_text(f, "ivan", texts[0]);
+  assert_int_equal(count_dir(f, "root/example.org/ivan/new"), 3);
+  assert_int_equal(count_dir(f, "root/example.org/ivan/cur"), 0);
+  maild_mailbox_close(mb);
+  assert_int_equal(count_dir(f, "root/example.org/ivan/new"), 1);
+  assert_int_equal(count_dir(f, "root/example.org/ivan/cur"), 2);
+  only_entry(f, "root/example.org/ivan/new", name, sizeof(name));
+  assert_null(strchr(name, ':'));
+  /* The moved ones keep their UIDLs; the late one is listed after them. */
+  mb = box_open(f, "ivan");
+  assert_int_equal(maild_mailbox_count(mb), 3);
+  assert_int_equal(maild_mailbox_info(mb, 0, NULL, &u), 0);
+  assert_string_equal(u, before[0]);
+  assert_int_equal(maild_mailbox_info(mb, 1, NULL, &u), 0);
+  assert_string_equal(u, before[2]);
+  maild_mailbox_close(mb);
+  assert_int_equal(count_dir(f, "root/example.org/ivan/new"), 0);
+  assert_int_equal(count_dir(f, "root/example.org/ivan/cur"), 3);
+}
+
 /* A message removed by another program after the listing. */
 static void test_vanished(void **state) {
   fx *f = *state;
@@ -499,8 +546,8 @@ static void test_vanished(void **state) {
   fx_open(f);
   deliver_text(f, "hal", texts[0]);
   mb = box_open(f, "hal");
-  only_entry(f, "root/example.org/hal/cur", name, sizeof(name));
-  snprintf(path, sizeof(path), "root/example.org/hal/cur/%s", name);
+  only_entry(f, "root/example.org/hal/new", name, sizeof(name));
+  snprintf(path, sizeof(path), "root/example.org/hal/new/%s", name);
   assert_int_equal(unlinkat(f->base_fd, path, 0), 0);
   assert_int_equal(maild_mailbox_read(mb, 0, 0, b, sizeof(b)),
                    MAILD_ERR_NOT_FOUND);
@@ -628,13 +675,13 @@ static void test_unsupported(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
-      T(test_list_and_read),   T(test_lf_only_size),
-      T(test_big_message),     T(test_uidl_stable),
-      T(test_uidl_duplicates), T(test_lock),
-      T(test_lock_crash),      T(test_delete),
-      T(test_vanished),        T(test_unsafe_names),
-      T(test_symlink),         T(test_alloc_failure_sweep),
-      T(test_unsupported),
+      T(test_list_and_read),       T(test_lf_only_size),
+      T(test_big_message),         T(test_uidl_stable),
+      T(test_uidl_duplicates),     T(test_lock),
+      T(test_lock_crash),          T(test_delete),
+      T(test_close_moves),         T(test_vanished),
+      T(test_unsafe_names),        T(test_symlink),
+      T(test_alloc_failure_sweep), T(test_unsupported),
 #undef T
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
