@@ -125,6 +125,8 @@ static const setting settings[] = {
   {.name = "max-message-size", .kind = K_SIZE,
    .field = FIELD(max_message_size), .option = OPT(MAX_MESSAGE_SIZE)},
   {.name = "quota", .kind = K_SIZE, .field = FIELD(quota)},
+  {.name = "spool-min-free", .kind = K_SIZE, .field = FIELD(spool_min_free),
+   .option = OPT(SPOOL_MIN_FREE)},
   {.name = "quota-answer", .kind = K_CHOICE, .field = FIELD(quota_permanent),
    .option = OPT(QUOTA_PERMANENT), .choices = quota_answers},
   {.name = "max-recipients", .kind = K_COUNT, .field = FIELD(max_recipients),

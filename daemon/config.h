@@ -119,6 +119,7 @@ typedef struct maild_config {
   maild_config_alias *aliases;      /* default: none */
   size_t naliases;
   uint64_t max_message_size;       /* octets; MAILD_OPT_MAX_MESSAGE_SIZE */
+  uint64_t spool_min_free;         /* octets; MAILD_OPT_SPOOL_MIN_FREE */
   uint64_t quota;                  /* octets per mailbox; 0 = no quota */
   int quota_permanent;             /* `quota-answer 552`: 1; 452 (default): 0 */
   int log;                         /* maild_config_log; default AUTO */

@@ -82,6 +82,9 @@ extern "C" {
   /* Bodies up to this size are kept in memory until the commit; larger        \
      ones are written to the spool as they arrive. */                          \
   XX(BODY_MEMORY, UINT, 262144, 4096, 67108864)                                \
+  /* Octets that must stay free on the spool's file system after a message     \
+     of the size MAIL FROM announces (SIZE=, else 0); less: 452 4.3.1. */      \
+  XX(SPOOL_MIN_FREE, UINT, 67108864, 0, UINT64_C(0x7fffffffffffffff))          \
   /* Outbound delivery (relay). The port of other domains' servers. */         \
   XX(OUTBOUND_PORT, UINT, 25, 1, 65535)                                        \
   /* Milliseconds before the first retry; it doubles up to RETRY_MAX. */       \

@@ -301,6 +301,12 @@ int maild__spool_space(const maild_spool *sp, uint64_t *avail) {
   return 0;
 }
 
+int maild__spool_room(uint64_t avail, uint64_t min_free, uint64_t declared) {
+  if (declared > UINT64_MAX - min_free)
+    return 0;
+  return avail >= min_free + declared;
+}
+
 int maild__spool_errno_is_full(int sys_errno) {
 #ifdef EDQUOT
   if (sys_errno == EDQUOT)

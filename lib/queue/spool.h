@@ -192,6 +192,13 @@ int maild__spool_queue_fd(const maild_spool *sp);
 int maild__spool_space(const maild_spool *sp, uint64_t *avail);
 
 /*
+ * Whether a message announced at `declared` octets (0: not announced) may
+ * begin with `avail` octets free: `min_free` must stay free after it.
+ * Saturating: a sum past 2^64 - 1 never fits.
+ */
+int maild__spool_room(uint64_t avail, uint64_t min_free, uint64_t declared);
+
+/*
  * Nonzero if `sys_errno` (from a MAILD_ERR_IO) means the disk or the quota
  * is full (ENOSPC, EDQUOT): answer 452 4.3.1 rather than 451 4.3.0.
  */

@@ -86,6 +86,7 @@ static int copy_options(maild_server *srv, const maild_options *opt) {
   srv->body_memory = U(BODY_MEMORY);
   srv->quota_permanent = U(QUOTA_PERMANENT) != 0;
   srv->any_sender = U(ANY_SENDER) != 0;
+  srv->spool_min_free = U(SPOOL_MIN_FREE);
 #undef U
   return 0;
 }
@@ -354,6 +355,48 @@ int maild_server_listen(maild_server *srv, maild_service service,
   return 0;
 }
 
+/* ---- Spool space (TESTPLAN D4) ---- */
+
+#define SPACE_MAX_AGE_MS 1000u
+
+static void space_work(uv_work_t *req) {
+  maild_server *srv = req->data;
+
+  srv->space_rc = maild__spool_space(srv->spool, &srv->space_new);
+}
+
+static void space_done(uv_work_t *req, int status) {
+  maild_server *srv = req->data;
+
+  srv->space_busy = 0;
+  srv->jobs--;
+  srv->space_checked = uv_now(srv->loop);
+  if (status == 0 && srv->space_rc == 0) {
+    srv->space_avail = srv->space_new;
+    srv->space_known = 1;
+  }
+  maild__server_maybe_closed(srv);
+}
+
+/* fstatvfs(2) can block (a network file system): on the worker pool. */
+static void space_refresh(maild_server *srv) {
+  if (srv->space_busy || srv->closing || srv->spool == NULL ||
+      (srv->space_checked != 0 &&
+       uv_now(srv->loop) - srv->space_checked < SPACE_MAX_AGE_MS))
+    return;
+  srv->space_req.data = srv;
+  if (uv_queue_work(srv->loop, &srv->space_req, space_work, space_done) != 0)
+    return;
+  srv->space_busy = 1;
+  srv->jobs++;
+}
+
+int maild__server_spool_room(maild_server *srv, uint64_t declared) {
+  space_refresh(srv);
+  return !srv->space_known ||
+         maild__spool_room(srv->space_avail, srv->spool_min_free, declared);
+}
+
 int maild_server_start(maild_server *srv) {
   if (srv == NULL || srv->spool == NULL || srv->store == NULL)
     return MAILD_ERR_STATE;
@@ -366,6 +409,7 @@ int maild_server_start(maild_server *srv) {
       maild__tls_config_client_new(&srv->tls_client, NULL, 0, &srv->mem, NULL,
                                    0) != 0)
     srv->tls_client = NULL;
+  space_refresh(srv);
   return maild__delivery_rescan(srv);
 }
 

@@ -65,6 +65,14 @@ struct maild_server {
   int quota_permanent;
   int any_sender; /* ANY_SENDER: logged-in users may send as anyone */
 
+  /* Free space on the spool for the check at MAIL FROM (TESTPLAN D4),
+     measured on the worker pool at most once per SPACE_MAX_AGE_MS. */
+  uint64_t spool_min_free;
+  uint64_t space_avail, space_new;
+  uint64_t space_checked; /* uv_now() of the last measurement */
+  int space_known, space_busy, space_rc;
+  uv_work_t space_req;
+
   maild_spool *spool;
   maild_store *store;
   const maild_directory *directory;
@@ -136,6 +144,10 @@ void maild__server_release_ip(maild_server *srv, const char *peer);
 /* The session is freed. */
 void maild__server_session_gone(maild_server *srv, smtp_session *s);
 void maild__server_maybe_closed(maild_server *srv);
+/* Whether the spool has room for a message announced at `declared`
+   octets (0: unknown), by the last measurement; starts a new one when that
+   is old. Nonzero (room) while nothing has been measured yet. */
+int maild__server_spool_room(maild_server *srv, uint64_t declared);
 
 /* smtp_session.c */
 int maild__smtp_session_start(maild_server *srv, maild_conn *conn,

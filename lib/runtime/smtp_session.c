@@ -164,6 +164,16 @@ static int on_mail(maild_smtp_server *eng, const maild_smtp_mail *m,
   drop_delivery(s);
   if (submission_refusal(s, eng, m->from, reply))
     return 0;
+  if (!maild__server_spool_room(
+          srv, (m->params->present & MAILD_PARAM_SIZE) ? m->params->size : 0)) {
+    /* TESTPLAN D4: a resource problem is never a 5xx. */
+    maild__log(srv, MAILD_LOG_WARNING,
+               "client=[%s] MAIL refused: spool space low", s->peer);
+    reply->code = 452;
+    reply->enhanced = "4.3.1";
+    reply->text = "Error: insufficient system storage";
+    return 0;
+  }
   d = maild__delivery_new(srv);
   if (d == NULL || n < 0)
     goto nomem;

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The promise behind every 250, against the real daemon (TESTPLAN D1, D2,
-D3, D5, D6), with strace as the fault injector.
+D3, D4, D5, D6), with strace as the fault injector.
 
 strace counts an injection's `when=N` per thread, so instead of running
 maild under `strace -f` (where the main thread's log writes and the worker
@@ -28,6 +28,10 @@ D3  each sync call of a message (fsync, fdatasync, syncfs, in turn) and
     of a refused message stays in spool/tmp, spool/queue or the mailbox, the
     failed sync is not retried on the same file, and the same session then
     sends a message that is delivered.
+D4  low space at MAIL FROM: with `spool-min-free` above what the file
+    system has free, MAIL FROM gets 452 4.3.1 (never a 5xx) and the session
+    goes on; with the default, a SIZE= announcing more than is free gets
+    452 4.3.1, a small one 250, and the message is delivered.
 D5  ENOSPC on the spool writes (mid-DATA and at the envelope) and a real
     full tmpfs: the server reads to the final dot, answers 452 4.3.1, and
     leaves no partial file; the session goes on.
@@ -605,6 +609,56 @@ def d3():
         r.check("D3 maild alive", m.proc.poll() is None, m.log()[-1000:])
 
 
+# ---- D4: low disk space at MAIL FROM ----
+
+def free_octets(path):
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def d4():
+    tib = 1 << 40
+    probe = Maild(users=USERS, start=False)
+    more = free_octets(probe.dir) + tib
+    shutil.rmtree(probe.dir, ignore_errors=True)
+    with Maild(users=USERS, extra="spool-min-free %d" % more) as m:
+        m.wait_log(SCAN_LINE, timeout=20)
+        c = RawSMTP(m.port)
+        c.reply()
+        c.cmd(b"EHLO client.example")
+        code, text = c.cmd(b"MAIL FROM:<sender@remote.example>")
+        r.check("D4 spool-min-free above the free space: MAIL FROM gets "
+                "452 4.3.1", code == 452 and text.startswith(b"4.3.1"),
+                (code, text))
+        code, _ = c.cmd(b"NOOP")
+        r.check("D4 the session goes on (NOOP 250)", code == 250, code)
+        code, _ = c.cmd(b"QUIT")
+        r.check("D4 QUIT 221", code == 221, code)
+        c.close()
+        r.check("D4 logged with the client address",
+                "client=[127.0.0.1] MAIL refused: spool space low" in m.log(),
+                m.log()[-500:])
+    # The default reserve, and what the client announces.
+    with Maild(users=USERS, extra="max-message-size 1P") as m:
+        m.wait_log(SCAN_LINE, timeout=20)
+        c = RawSMTP(m.port)
+        c.reply()
+        c.cmd(b"EHLO client.example")
+        big = free_octets(m.data) + tib
+        code, text = c.cmd(b"MAIL FROM:<sender@remote.example> SIZE=%d" % big)
+        r.check("D4 SIZE= more than the free space: 452 4.3.1",
+                code == 452 and text.startswith(b"4.3.1"), (code, text))
+        code, text = c.cmd(b"MAIL FROM:<sender@remote.example> SIZE=2000")
+        r.check("D4 then a small SIZE= in the same session: 250",
+                code == 250, (code, text))
+        c.cmd(b"RSET")
+        tok = "d4-" + uuid.uuid4().hex[:8]
+        rep = send_message(c, make_body(tok))
+        c.close()
+        r.check("D4 and the message is delivered", rep[0] == 250 and
+                wait_until(lambda: len(copies(m, tok)) == 1, 5), rep)
+
+
 # ---- D5: disk full during DATA ----
 
 def d5_session(m, body, label, token, expect_full=True):
@@ -703,7 +757,8 @@ def d5_inject():
 
 def d5_tmpfs():
     """A real full disk: the data directory on a small tmpfs."""
-    m = Maild(users=USERS, start=False)
+    # No D4 reserve: the disk must fill up during DATA.
+    m = Maild(users=USERS, start=False, extra="spool-min-free 0")
     mounted = False
     try:
         keep = m.data + ".keep"
@@ -888,6 +943,9 @@ def d6():
                               re.escape(n.rsplit(".", 1)[0]),
                               m.log()) is not None,
                     [l for l in m.log().splitlines() if "set aside" in l])
+        # The entry goes once the delivery is done, a moment after the
+        # copy shows in the mailbox.
+        wait_until(lambda: not spool_dir(m, "queue"), 10)
         r.check("D6 spool tmp/ and queue/ empty",
                 spool_dir(m, "tmp") == [] and spool_dir(m, "queue") == [],
                 (spool_dir(m, "tmp"), spool_dir(m, "queue")))
@@ -921,7 +979,7 @@ def main():
         print("0 passed, 0 failed")
         return 0
     only = sys.argv[1:]
-    for name, fn in (("D2", d2), ("D3", d3), ("D5", d5_inject),
+    for name, fn in (("D2", d2), ("D3", d3), ("D4", d4), ("D5", d5_inject),
                      ("D5 tmpfs", d5_tmpfs), ("D6", d6), ("D1", d1)):
         if only and name.split()[0] not in only:
             continue

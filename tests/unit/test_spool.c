@@ -1281,6 +1281,24 @@ static void test_concurrent_writers(void **state) {
   remove_tmpdir(dir);
 }
 
+/* D4's rule: `min_free` stays free after the announced size, at the
+   limit and one past it, and sums past 2^64 never fit. */
+static void test_room(void **state) {
+  const uint64_t mib = 1024 * 1024;
+
+  (void)state;
+  assert_true(maild__spool_room(64 * mib, 64 * mib, 0));
+  assert_false(maild__spool_room(64 * mib - 1, 64 * mib, 0));
+  assert_true(maild__spool_room(64 * mib + 1000, 64 * mib, 1000));
+  assert_false(maild__spool_room(64 * mib + 1000, 64 * mib, 1001));
+  assert_true(maild__spool_room(0, 0, 0));
+  assert_false(maild__spool_room(0, 0, 1));
+  assert_true(maild__spool_room(UINT64_MAX, UINT64_MAX, 0));
+  assert_false(maild__spool_room(UINT64_MAX, UINT64_MAX, 1));
+  assert_false(maild__spool_room(UINT64_MAX, 2, UINT64_MAX - 1));
+  assert_true(maild__spool_room(UINT64_MAX, 1, UINT64_MAX - 1));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_open_creates_layout),
@@ -1301,6 +1319,7 @@ int main(void) {
       cmocka_unit_test(test_scan_callback_stops),
       cmocka_unit_test(test_nomem_sweep),
       cmocka_unit_test(test_concurrent_writers),
+      cmocka_unit_test(test_room),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
