@@ -69,11 +69,43 @@ static void add_original(out *o, const uint8_t *p, size_t n) {
     add(o, "\r\n", 2);
 }
 
+enum { KIND_FAILED, KIND_DELAYED, KIND_SUCCESS };
+
+static const struct {
+  const char *subject, *text, *original;
+} kinds[] = {
+    [KIND_FAILED] = {"Undelivered Mail Returned to Sender",
+                     "I'm sorry to have to inform you that your message could "
+                     "not\r\nbe delivered to one or more recipients.\r\n\r\n",
+                     "Undelivered Message"},
+    [KIND_DELAYED] = {"Delayed Mail (still being retried)",
+                      "Your message could not be delivered yet to the "
+                      "recipients\r\nbelow. The mail system will keep trying; "
+                      "you do not need to\r\nsend it again.\r\n\r\n",
+                      "Undelivered Message"},
+    [KIND_SUCCESS] = {"Successful Mail Delivery Report",
+                      "Your message was successfully delivered to the "
+                      "destinations\r\nlisted below. Where it was relayed "
+                      "to a system that does not\r\nsend delivery reports, "
+                      "you may still hear of errors from\r\nthere.\r\n\r\n",
+                      "Delivered Message"},
+};
+
+static int kind_of(const char *action) {
+  if (strcmp(action, "delayed") == 0)
+    return KIND_DELAYED;
+  if (strcmp(action, "delivered") == 0 || strcmp(action, "relayed") == 0 ||
+      strcmp(action, "expanded") == 0)
+    return KIND_SUCCESS;
+  return KIND_FAILED;
+}
+
 int maild__dsn_build(const maild_dsn *d, maild_buf *out_buf,
                      const maild_mem *mem) {
   out o = {out_buf, mem, 0};
   char date[MAILD_DATE_SIZE], line[600];
   size_t i, before = maild__buf_used(out_buf);
+  int kind;
 
   if (d == NULL || d->nrcpts == 0 || d->rcpts == NULL || d->hostname == NULL ||
       d->id == NULL || d->to == NULL ||
@@ -84,15 +116,14 @@ int maild__dsn_build(const maild_dsn *d, maild_buf *out_buf,
         d->rcpts[i].action == NULL || d->rcpts[i].status == NULL ||
         d->rcpts[i].remote_mta == NULL || d->rcpts[i].diag == NULL)
       return MAILD_ERR_INVAL;
+  kind = kind_of(d->rcpts[0].action);
   maild__date_format(date, d->now);
   adds(&o, "From: Mail Delivery System <MAILER-DAEMON@");
   add_safe(&o, d->hostname, 255);
   adds(&o, ">\r\nTo: <");
   add_safe(&o, d->to, 512);
   adds(&o, ">\r\nSubject: ");
-  adds(&o, strcmp(d->rcpts[0].action, "delayed") == 0
-               ? "Delayed Mail (still being retried)"
-               : "Undelivered Mail Returned to Sender");
+  adds(&o, kinds[kind].subject);
   adds(&o, "\r\nDate: ");
   adds(&o, date);
   adds(&o, "\r\nMessage-ID: <");
@@ -111,13 +142,7 @@ int maild__dsn_build(const maild_dsn *d, maild_buf *out_buf,
            "This is the mail system at host ");
   add_safe(&o, d->hostname, 255);
   adds(&o, ".\r\n\r\n");
-  if (strcmp(d->rcpts[0].action, "delayed") == 0)
-    adds(&o, "Your message could not be delivered yet to the recipients\r\n"
-             "below. The mail system will keep trying; you do not need to\r\n"
-             "send it again.\r\n\r\n");
-  else
-    adds(&o, "I'm sorry to have to inform you that your message could not\r\n"
-             "be delivered to one or more recipients.\r\n\r\n");
+  adds(&o, kinds[kind].text);
   for (i = 0; i < d->nrcpts; i++) {
     const maild_dsn_rcpt *r = &d->rcpts[i];
     adds(&o, "<");
@@ -134,8 +159,13 @@ int maild__dsn_build(const maild_dsn *d, maild_buf *out_buf,
   adds(&o, "--");
   adds(&o, line);
   adds(&o, "\r\nContent-Description: Delivery report\r\n"
-           "Content-Type: message/delivery-status\r\n\r\n"
-           "Reporting-MTA: dns; ");
+           "Content-Type: message/delivery-status\r\n\r\n");
+  if (d->envid != NULL && d->envid[0] != '\0') {
+    adds(&o, "Original-Envelope-Id: ");
+    add_safe(&o, d->envid, 100);
+    adds(&o, "\r\n");
+  }
+  adds(&o, "Reporting-MTA: dns; ");
   add_safe(&o, d->hostname, 255);
   adds(&o, "\r\nX-Maild-Queue-ID: ");
   add_safe(&o, d->id, 64);
@@ -167,13 +197,13 @@ int maild__dsn_build(const maild_dsn *d, maild_buf *out_buf,
   }
   adds(&o, "\r\n--");
   adds(&o, line);
+  adds(&o, "\r\nContent-Description: ");
+  adds(&o, kinds[kind].original);
   if (d->full) {
-    adds(&o, "\r\nContent-Description: Undelivered Message\r\n"
-             "Content-Type: message/rfc822\r\n\r\n");
+    adds(&o, "\r\nContent-Type: message/rfc822\r\n\r\n");
     add_original(&o, d->original, d->original_len);
   } else {
-    adds(&o, "\r\nContent-Description: Undelivered Message Headers\r\n"
-             "Content-Type: text/rfc822-headers\r\n\r\n");
+    adds(&o, " Headers\r\nContent-Type: text/rfc822-headers\r\n\r\n");
     add_original(&o, d->original,
                  maild__dsn_header_len(d->original, d->original_len));
   }

@@ -1,8 +1,9 @@
 /*
- * Delivery status notifications (bounces): RFC 3464 multipart/report
- * messages from MAILER-DAEMON, built by a pure function so they are tested
- * byte for byte. The runtime sends them with the null reverse-path, so a
- * bounce is never bounced (RFC 5321 4.5.5).
+ * Delivery status notifications: RFC 3464 multipart/report messages from
+ * MAILER-DAEMON (bounces, delay warnings and, for NOTIFY=SUCCESS, success
+ * reports), built by a pure function so they are tested byte for byte. The
+ * runtime sends them with the null reverse-path, so a bounce is never bounced
+ * (RFC 5321 4.5.5).
  *
  * Layout: a human-readable part (what failed and what the remote server
  * said), the message/delivery-status part (per-message then per-recipient
@@ -17,9 +18,11 @@
 struct maild_buf;
 
 typedef struct maild_dsn_rcpt {
-  const char *addr;       /* Final-Recipient */
-  const char *orcpt;      /* Original-Recipient address, or "" */
-  const char *action;     /* "failed" or "delayed" */
+  const char *addr;  /* Final-Recipient */
+  const char *orcpt; /* Original-Recipient address, or "" */
+  /* "failed", "delayed", or "delivered"/"relayed" (success); one kind
+     per report: the first recipient's sets the text. */
+  const char *action;
   const char *status;     /* enhanced code, "5.1.1" */
   const char *remote_mta; /* "[192.0.2.1]:25", or "" when none answered */
   const char *diag;       /* the reply ("550 5.1.1 No such user"), or "" */
@@ -29,6 +32,7 @@ typedef struct maild_dsn {
   const char *hostname; /* this server: Reporting-MTA, From domain */
   const char *id;       /* the original message's queue id */
   const char *to;       /* the original sender */
+  const char *envid;    /* the original's ENVID (RFC 3461), or NULL */
   int64_t arrival;      /* the original's arrival, seconds since the epoch */
   int64_t now;          /* the bounce's Date */
   int full;             /* 1: the whole message (RET=FULL), 0: headers */

@@ -2,13 +2,14 @@
  * Bounces (RFC 3464) byte for byte: the report's parts and fields, a
  * remote text that tries to inject a header, RET=HDRS cutting the
  * original at its header section, RET=FULL with bare line ends made CRLF,
- * and the argument checks.
+ * a success report with the ENVID, and the argument checks.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/buf.h"
@@ -131,6 +132,47 @@ static void test_full(void **state) {
   maild__buf_free(&b, &mem);
 }
 
+/* NOTIFY=SUCCESS: a success report, with the ENVID the client gave. */
+static void test_success(void **state) {
+  static const maild_dsn_rcpt ok[] = {
+      {"bob@elsewhere.test", "", "relayed", "2.0.0", "[192.0.2.1]:25",
+       "250 2.0.0 Ok: queued"},
+  };
+  static const char *const want[] = {
+      "\r\nSubject: Successful Mail Delivery Report\r\n",
+      "\r\n\r\nYour message was successfully delivered to the "
+      "destinations\r\n",
+      "Content-Type: message/delivery-status\r\n\r\n"
+      "Original-Envelope-Id: QQ314159\r\n"
+      "Reporting-MTA: dns; mx.example.test\r\n",
+      "\r\nFinal-Recipient: rfc822; bob@elsewhere.test\r\n"
+      "Action: relayed\r\nStatus: 2.0.0\r\n"
+      "Remote-MTA: dns; [192.0.2.1]:25\r\n"
+      "Diagnostic-Code: smtp; 250 2.0.0 Ok: queued\r\n",
+      "Content-Description: Delivered Message Headers\r\n"
+      "Content-Type: text/rfc822-headers\r\n\r\nSubject: hello\r\n",
+  };
+  maild_buf b;
+  maild_dsn d;
+  char *text;
+  size_t i;
+
+  (void)state;
+  fill(&d);
+  d.rcpts = ok;
+  d.nrcpts = 1;
+  d.envid = "QQ314159";
+  maild__buf_init(&b, 1 << 20);
+  assert_int_equal(maild__dsn_build(&d, &b, &mem), 0);
+  text = strndup((const char *)maild__buf_peek(&b), maild__buf_used(&b));
+  assert_non_null(text);
+  for (i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+    assert_non_null(strstr(text, want[i]));
+  assert_null(strstr(text, "Undelivered"));
+  free(text);
+  maild__buf_free(&b, &mem);
+}
+
 static void test_edges(void **state) {
   maild_buf b;
   maild_dsn d;
@@ -157,6 +199,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_hdrs),
       cmocka_unit_test(test_full),
+      cmocka_unit_test(test_success),
       cmocka_unit_test(test_edges),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
