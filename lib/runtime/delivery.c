@@ -312,7 +312,7 @@ static void record_progress(delivery *d) {
     if (final)
       maild__spool_remove(srv->spool, d->id);
     else
-      maild__spool_update(srv->spool, env);
+      maild__spool_update(srv->spool, env, 0);
     maild__spool_envelope_free(srv->spool, env);
   }
   uv_mutex_unlock(&srv->env_lock);

@@ -1183,7 +1183,7 @@ static void persist_work(uv_work_t *req) {
         final = 0;
     }
     m->err = final ? maild__spool_remove(srv->spool, m->id)
-                   : maild__spool_update(srv->spool, env);
+                   : maild__spool_update(srv->spool, env, 0);
     maild__spool_envelope_free(srv->spool, env);
   }
   uv_mutex_unlock(&srv->env_lock);
