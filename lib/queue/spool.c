@@ -987,13 +987,17 @@ static int read_holds(maild_spool *sp, char **out, size_t *n) {
   return 0;
 }
 
+static int is_held(const char *holds, size_t nholds, const char *id) {
+  return nholds > 0 &&
+         bsearch(id, holds, nholds, MAILD_SPOOL_ID_LEN, id_cmp) != NULL;
+}
+
 /* Reports queue/<name> to `cb` if it is a committed envelope. */
 static int list_entry(maild_spool *sp, const char *name, const char *holds,
                       size_t nholds, maild_spool_list_cb cb, void *ud) {
   char id[MAILD_SPOOL_ID_LEN + 1];
   const char *ext;
   struct stat st;
-  int held;
 
   if (strlen(name) != MAILD_SPOOL_ID_LEN + 4)
     return 0;
@@ -1008,9 +1012,7 @@ static int list_entry(maild_spool *sp, const char *name, const char *holds,
     return errno == ENOENT ? 0 : MAILD_ERR_IO; /* gone since listed */
   if (!S_ISREG(st.st_mode))
     return 0;
-  held = nholds > 0 &&
-         bsearch(id, holds, nholds, MAILD_SPOOL_ID_LEN, id_cmp) != NULL;
-  return cb(id, due_of(&st), held, ud);
+  return cb(id, due_of(&st), is_held(holds, nholds, id), ud);
 }
 
 int maild__spool_list(maild_spool *sp, maild_spool_list_cb cb,
@@ -1064,6 +1066,8 @@ typedef struct scan {
   int moved_tmp;
   int moved_queue;
   uint64_t due_ms; /* of the envelope being reported VALID */
+  char *holds;     /* hold/'s ids, sorted (read_holds()) */
+  size_t nholds;
 } scan;
 
 /* Result of checking one message, when no system error stopped it. */
@@ -1144,6 +1148,7 @@ static int report(scan *sc, maild_spool_scan_kind kind, const char *name,
   item.moved_to = moved_to;
   item.env = env != NULL ? *env : NULL;
   item.due_ms = kind == MAILD_SPOOL_VALID ? sc->due_ms : 0;
+  item.held = kind == MAILD_SPOOL_VALID && is_held(sc->holds, sc->nholds, id);
   rc = sc->cb(&item, sc->ud);
   if (env != NULL)
     *env = item.env;
@@ -1364,6 +1369,11 @@ int maild__spool_scan(maild_spool *sp, maild_spool_scan_cb cb,
   sc.buf = maild__malloc(&sp->mem, READ_BUF);
   if (sc.buf == NULL)
     return MAILD_ERR_NOMEM;
+  rc = read_holds(sp, &sc.holds, &sc.nholds);
+  if (rc != 0) {
+    maild__free(&sp->mem, sc.buf);
+    return rc;
+  }
   rc = scan_dir(&sc, sp->tmp_fd, PASS_TMP);
   if (rc == 0)
     rc = scan_dir(&sc, sp->queue_fd, PASS_ENV);
@@ -1376,6 +1386,7 @@ int maild__spool_scan(maild_spool *sp, maild_spool_scan_cb cb,
     e = errno;
   }
   maild__free(&sp->mem, sc.buf);
+  maild__free(&sp->mem, sc.holds);
   errno = e;
   return rc;
 }

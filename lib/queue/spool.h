@@ -398,6 +398,7 @@ typedef struct maild_spool_scan_item {
   const char *moved_to; /* name under corrupt/; NULL for VALID */
   maild_envelope *env;  /* VALID only: the decoded envelope */
   uint64_t due_ms;      /* VALID only: its due time (see "Due times") */
+  int held;             /* VALID only: 1 when hold/<id> exists */
 } maild_spool_scan_item;
 
 /*
@@ -410,7 +411,8 @@ typedef int (*maild_spool_scan_cb)(maild_spool_scan_item *item,
                                    void *user_data);
 
 /*
- * Walks tmp/ and queue/ and reports every file to `cb`: each file in tmp/
+ * Reads hold/ (once), then walks tmp/ and queue/ and reports every file to
+ * `cb`: each file in tmp/
  * is set aside (TEMP); each queue/<id>.env is decoded and checked against
  * queue/<id>.msg (exists, regular, size and CRC-32 equal to the envelope's)
  * and reported VALID, or set aside with its .msg (CORRUPT); a .msg without
