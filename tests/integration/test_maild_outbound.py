@@ -241,7 +241,7 @@ r.check("queue hold", A.ctl("queue", "hold", ids[0]).returncode == 0)
 r.check("queue delete", A.ctl("queue", "delete", ids[2]).returncode == 0)
 bad = A.ctl("queue", "hold", "0" * 24, check=False)
 r.check("queue hold of an unknown id fails", bad.returncode != 0 and
-        "not in the outbound queue" in bad.stderr, bad.stderr)
+        "not in the queue" in bad.stderr, bad.stderr)
 wait_until(lambda: not any(ids[2] in f for f in A.spool_files()), 10)
 r.check("delete: the files are gone",
         not any(ids[2] in f for f in A.spool_files()), A.spool_files())
