@@ -1231,7 +1231,7 @@ static uint64_t listed_due(const listed *l, const char *id) {
 
 typedef struct due_seen {
   uint64_t due;
-  int valid;
+  int valid, held;
 } due_seen;
 
 static int on_item_due(maild_spool_scan_item *it, void *ud) {
@@ -1240,6 +1240,7 @@ static int on_item_due(maild_spool_scan_item *it, void *ud) {
   if (it->kind == MAILD_SPOOL_VALID) {
     d->due = it->due_ms;
     d->valid++;
+    d->held += it->held;
   }
   return 0;
 }
@@ -1247,7 +1248,7 @@ static int on_item_due(maild_spool_scan_item *it, void *ud) {
 /* The time of the next attempt is the envelope's modification time: a new
    message is due at its commit, an update or set_due moves it (to the
    millisecond), the listing reports it with the holds and skips anything
-   that is not an envelope, and the start-up scan reports it too. */
+   that is not an envelope, and the start-up scan reports both too. */
 static void test_due_times(void **state) {
   const uint64_t later = UINT64_C(2000000000123), sooner = 1700000000456u;
   char *dir = make_tmpdir(), a[MAILD_SPOOL_ID_LEN + 1],
@@ -1315,7 +1316,13 @@ static void test_due_times(void **state) {
   memset(&seen, 0, sizeof(seen));
   assert_int_equal(maild__spool_scan(sp, on_item_due, &seen), 0);
   assert_int_equal(seen.valid, 1);
+  assert_int_equal(seen.held, 0);
   assert_true(seen.due == later);
+  assert_int_equal(maild__spool_hold(sp, a, 1), 0); /* and with its hold */
+  memset(&seen, 0, sizeof(seen));
+  assert_int_equal(maild__spool_scan(sp, on_item_due, &seen), 0);
+  assert_int_equal(seen.valid, 1);
+  assert_int_equal(seen.held, 1);
   maild__spool_close(sp);
   free(msg);
   remove_tmpdir(dir);
