@@ -33,7 +33,18 @@ void maild_control_run(maild_server *srv, const char *line, char *reply,
   if (n < 1 || n > 2) {
     snprintf(reply, cap,
              "error: usage: retry [ID] | hold ID | release ID | "
-             "delete ID\n");
+             "delete ID | stats\n");
+    return;
+  }
+  if (n == 1 && strcmp(cmd, "stats") == 0) {
+    maild_queue_stats st;
+    rc = maild_server_queue_stats(srv, &st);
+    if (rc == 0)
+      snprintf(reply, cap,
+               "ok in-memory=%zu active=%zu window=%zu outside=%d\n",
+               st.in_memory, st.active, st.window, st.outside);
+    else
+      snprintf(reply, cap, "error: %s\n", maild_strerror(rc));
     return;
   }
   if (strcmp(cmd, "retry") == 0)
@@ -51,7 +62,7 @@ void maild_control_run(maild_server *srv, const char *line, char *reply,
   if (rc == 0)
     snprintf(reply, cap, "ok\n");
   else if (rc == MAILD_ERR_NOT_FOUND)
-    snprintf(reply, cap, "error: %s is not in the outbound queue\n", id);
+    snprintf(reply, cap, "error: %s is not in the queue\n", id);
   else if (rc == MAILD_ERR_INVAL)
     snprintf(reply, cap, "error: '%s' is not a queue id\n", id);
   else

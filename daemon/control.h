@@ -7,8 +7,11 @@
  *   hold ID         do not try a message until released
  *   release ID      try a held message now
  *   delete ID       remove a message from the queue
+ *   stats           the queue in memory: "ok in-memory=N active=N
+ *                   window=N outside=0|1" (maild_queue_stats)
  *
- * The answer is one line: "ok" or "error: REASON".
+ * The answer is one line: "ok" (stats: with its figures) or
+ * "error: REASON".
  */
 #ifndef MAILD_DAEMON_CONTROL_H
 #define MAILD_DAEMON_CONTROL_H

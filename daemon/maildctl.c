@@ -15,10 +15,11 @@
  * one line on standard input with --password-stdin.
  *
  * `queue` alone prints a summary (messages, recipients, size, held, by
- * destination domain); `list` and `show` read the spool's committed
- * envelopes; retry, hold, release and delete go to the running daemon
- * through its control socket (<data-dir>/control), so they take effect at
- * once.
+ * destination domain, and from a running daemon how many messages it has
+ * in memory); `list` and `show` read the spool's committed envelopes, so
+ * they see every queued message, in the daemon's memory or not; retry,
+ * hold, release and delete go to the running daemon through its control
+ * socket (<data-dir>/control), so they take effect at once.
  */
 #include "config.h"
 #include "site.h"
@@ -323,21 +324,33 @@ static void json_str(const char *s) {
   putchar('"');
 }
 
+/* When the queue tries the message next (see queue/spool.h), as text;
+   "" if unknown. */
+static void next_attempt(const queue_walk *w, const char *id, char *buf,
+                         size_t cap) {
+  uint64_t due;
+
+  buf[0] = '\0';
+  if (maild__spool_due(w->sp, id, &due) == 0 && due < INT64_MAX / 1000)
+    when(buf, cap, (int64_t)due * 1000);
+}
+
 static void print_json(const queue_walk *w, const maild_envelope *env,
                        void *ud) {
   int *first = ud;
-  char t[32];
+  char t[32], next[32];
   size_t i;
 
   when(t, sizeof(t), env->arrival_usec);
+  next_attempt(w, env->id, next, sizeof(next));
   printf("%s\n  {\"id\": ", *first ? "" : ",");
   *first = 0;
   json_str(env->id);
   printf(", \"size\": %llu, \"arrival\": \"%sZ\", \"sender\": ",
          (unsigned long long)env->msg_size, t);
   json_str(env->sender);
-  printf(", \"held\": %s, \"recipients\": [",
-         is_held(w, env->id) ? "true" : "false");
+  printf(", \"held\": %s, \"next_attempt\": \"%s%s\", \"recipients\": [",
+         is_held(w, env->id) ? "true" : "false", next, next[0] ? "Z" : "");
   for (i = 0; i < env->nrcpt; i++) {
     printf("%s{\"address\": ", i ? ", " : "");
     json_str(env->rcpt[i].addr);
@@ -400,6 +413,23 @@ static void count(const queue_walk *w, const maild_envelope *env, void *ud) {
   }
 }
 
+static int ask_daemon(const maild_config *cfg, const char *cmd, const char *id,
+                      char *reply, size_t cap, int quiet);
+
+/* What the running daemon holds in memory, if one runs. */
+static void print_daemon_stats(const maild_config *cfg) {
+  char reply[256];
+  unsigned long long mem, active, window;
+  int outside;
+
+  if (ask_daemon(cfg, "stats", NULL, reply, sizeof(reply), 1) != 0 ||
+      sscanf(reply, "ok in-memory=%llu active=%llu window=%llu outside=%d",
+             &mem, &active, &window, &outside) != 4)
+    return;
+  printf("in memory: %llu (queue-window %llu), %llu being tried%s\n", mem,
+         window, active, outside ? "; more wait in the spool" : "");
+}
+
 static int queue_summary(const maild_config *cfg) {
   queue_walk w;
   summary *s = calloc(1, sizeof(*s));
@@ -419,6 +449,7 @@ static int queue_summary(const maild_config *cfg) {
   if (s->other > 0)
     printf("%8zu  (other domains)\n", s->other);
   free(s);
+  print_daemon_stats(cfg);
   return 0;
 }
 
@@ -440,9 +471,11 @@ static int queue_show(const maild_config *cfg, const char *id) {
     return fail(id, rc);
   }
   when(buf, sizeof(buf), env->arrival_usec);
-  printf("id: %s\narrival: %s UTC\nsize: %llu\nsender: <%s>\nheld: %s\n"
-         "client: [%s] helo=<%s>%s%s\n",
-         env->id, buf, (unsigned long long)env->msg_size, env->sender,
+  next_attempt(&w, id, path, sizeof(path));
+  printf("id: %s\narrival: %s UTC\nnext attempt: %s%s\nsize: %llu\n"
+         "sender: <%s>\nheld: %s\nclient: [%s] helo=<%s>%s%s\n",
+         env->id, buf, path[0] ? path : "?", path[0] ? " UTC" : "",
+         (unsigned long long)env->msg_size, env->sender,
          is_held(&w, id) ? "yes" : "no", env->client_addr, env->client_helo,
          env->auth_id[0] ? " auth=" : "", env->auth_id);
   for (i = 0; i < env->nrcpt; i++)
@@ -465,11 +498,12 @@ static int queue_show(const maild_config *cfg, const char *id) {
   return 0;
 }
 
-/* Sends one command to the running daemon and prints its answer. */
-static int queue_control(const maild_config *cfg, const char *cmd,
-                         const char *id) {
+/* Sends one command to the running daemon; its answer goes to `reply`.
+   Returns 0 (answered "ok"), 1 (an error, printed unless `quiet`). */
+static int ask_daemon(const maild_config *cfg, const char *cmd, const char *id,
+                      char *reply, size_t cap, int quiet) {
   struct sockaddr_un sa;
-  char line[256], reply[256];
+  char line[256];
   ssize_t n;
   size_t got = 0;
   int fd;
@@ -478,13 +512,15 @@ static int queue_control(const maild_config *cfg, const char *cmd,
   sa.sun_family = AF_UNIX;
   if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/control",
                        cfg->data_dir) >= sizeof(sa.sun_path)) {
-    fprintf(stderr, "maildctl: %s/control: path too long\n", cfg->data_dir);
+    if (!quiet)
+      fprintf(stderr, "maildctl: %s/control: path too long\n", cfg->data_dir);
     return 1;
   }
   fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-    fprintf(stderr, "maildctl: %s: %s (is maild running?)\n", sa.sun_path,
-            strerror(errno));
+    if (!quiet)
+      fprintf(stderr, "maildctl: %s: %s (is maild running?)\n", sa.sun_path,
+              strerror(errno));
     if (fd >= 0)
       close(fd);
     return 1;
@@ -492,17 +528,44 @@ static int queue_control(const maild_config *cfg, const char *cmd,
   snprintf(line, sizeof(line), "%s%s%s\n", cmd, id ? " " : "", id ? id : "");
   if (write(fd, line, strlen(line)) != (ssize_t)strlen(line)) {
     close(fd);
-    return fail("control socket", MAILD_ERR_IO);
+    return quiet ? 1 : fail("control socket", MAILD_ERR_IO);
   }
-  while (got < sizeof(reply) - 1 &&
-         (n = read(fd, reply + got, sizeof(reply) - 1 - got)) > 0)
+  while (got < cap - 1 && (n = read(fd, reply + got, cap - 1 - got)) > 0)
     got += (size_t)n;
   close(fd);
   reply[got] = '\0';
   if (strncmp(reply, "ok", 2) == 0)
     return 0;
-  fprintf(stderr, "maildctl: %s", got ? reply : "no answer\n");
+  if (!quiet)
+    fprintf(stderr, "maildctl: %s", got ? reply : "no answer\n");
   return 1;
+}
+
+/* A command for the running daemon. One that names a message is checked
+   against the spool first: the daemon may not have every queued message
+   in memory, so only the spool can say that one is not queued. */
+static int queue_control(const maild_config *cfg, const char *cmd,
+                         const char *id) {
+  char reply[256];
+  queue_walk w;
+  uint64_t due;
+  int rc;
+
+  if (id != NULL && strcmp(cmd, "delete") != 0) {
+    if (!maild__spool_id_valid(id)) {
+      fprintf(stderr, "maildctl: error: '%s' is not a queue id\n", id);
+      return 1;
+    }
+    if (walk_open(&w, cfg) != 0)
+      return 1;
+    rc = maild__spool_due(w.sp, id, &due);
+    maild__spool_close(w.sp);
+    if (rc == MAILD_ERR_NOT_FOUND) {
+      fprintf(stderr, "maildctl: error: %s is not in the queue\n", id);
+      return 1;
+    }
+  }
+  return ask_daemon(cfg, cmd, id, reply, sizeof(reply), 0);
 }
 
 static int queue_cmd(const maild_config *cfg, int argc, char **argv) {

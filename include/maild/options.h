@@ -98,7 +98,10 @@ extern "C" {
   XX(TIMEOUT_CONNECT, UINT, 30000, 10, 86400000)                               \
   /* Milliseconds an outbound session may wait in any phase; 0: the            \
      RFC 5321 4.5.3.2 value of each phase (5 min, 10 min after the dot). */    \
-  XX(TIMEOUT_OUTBOUND, UINT, 0, 0, 86400000)
+  XX(TIMEOUT_OUTBOUND, UINT, 0, 0, 86400000)                                   \
+  /* Queued messages with a record in memory at most (a couple of hundred      \
+     octets each); the others wait in the spool, and are found by scans. */    \
+  XX(QUEUE_WINDOW, UINT, 10000, 1, 100000000)
 
 typedef enum maild_option {
 #define MAILD_OPT_ENUM_(name, kind, def, min, max) MAILD_OPT_##name,

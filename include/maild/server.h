@@ -131,19 +131,40 @@ MAILD_EXTERN void maild_server_set_clock(maild_server *srv,
  * is a queue id as maildctl lists it.
  *
  * retry: messages waiting for their next attempt try now (`id` NULL:
- * all). hold: the message is not tried until released (durable: a hold
- * survives a restart). release: it is tried now. delete: its files are
- * removed (whether queued for outbound or not); an attempt in progress
- * finishes without effect. hold, release and delete take effect on the
- * worker pool right after the call.
+ * all, those outside memory included). hold: the message is not tried
+ * until released (durable: a hold survives a restart). release: it is
+ * tried now. delete: its files are removed (whether queued or not); an
+ * attempt in progress finishes without effect. hold, release, delete and
+ * a retry of a message outside memory take effect on the worker pool right
+ * after the call.
  * Returns 0, MAILD_ERR_INVAL (malformed id), MAILD_ERR_NOT_FOUND (not in
- * the outbound queue; retry, hold and release), MAILD_ERR_STATE (the
+ * the queue; retry, hold and release: known at once only while every
+ * queued message is in memory, see maild_queue_stats; otherwise the
+ * worker finds out and logs "not in the queue"), MAILD_ERR_STATE (the
  * server is closing), MAILD_ERR_NOMEM or MAILD_ERR_IO.
  */
 MAILD_EXTERN int maild_server_queue_retry(maild_server *srv, const char *id);
 MAILD_EXTERN int maild_server_queue_hold(maild_server *srv, const char *id);
 MAILD_EXTERN int maild_server_queue_release(maild_server *srv, const char *id);
 MAILD_EXTERN int maild_server_queue_delete(maild_server *srv, const char *id);
+
+/*
+ * The queue in memory. Every message in the spool with a recipient still
+ * pending is queued, but at most QUEUE_WINDOW of them have a record in
+ * memory; the others wait in the spool with the time of their next
+ * attempt, and scans of the spool on the worker pool bring back those due
+ * soonest.
+ */
+typedef struct maild_queue_stats {
+  size_t in_memory; /* queued messages with a record in memory */
+  size_t active;    /* of those, attempts under way */
+  size_t window;    /* QUEUE_WINDOW: in_memory never exceeds it */
+  int outside;      /* 1: the spool may hold queued messages not in memory */
+} maild_queue_stats;
+
+/* Fills `*st`. Returns 0 or MAILD_ERR_INVAL (a NULL argument). */
+MAILD_EXTERN int maild_server_queue_stats(const maild_server *srv,
+                                          maild_queue_stats *st);
 
 /*
  * Sets the certificate for STARTTLS (offered on smtp and submission

@@ -1,6 +1,8 @@
 /* The retry schedule (see schedule.h). */
 #include "queue/schedule.h"
 
+#include <limits.h>
+
 void maild__retry_policy_default(maild_retry_policy *p) {
   p->first_ms = MAILD_RETRY_FIRST_MS;
   p->max_ms = MAILD_RETRY_MAX_MS;
@@ -29,6 +31,26 @@ uint64_t maild__retry_next(const maild_retry_policy *p, uint64_t arrival_ms,
   if (next < now_ms || next > end)
     next = end; /* one last try when the lifetime ends */
   return next;
+}
+
+unsigned maild__retry_attempts(const maild_retry_policy *p, uint64_t arrival_ms,
+                               uint64_t due_ms) {
+  uint64_t t = arrival_ms, d, rest; /* t: when attempt k+1 was due */
+  unsigned k = 0;
+
+  if (due_ms < t)
+    return 0;
+  for (;;) {
+    d = maild__retry_delay(p, k + 1);
+    if (d >= p->max_ms) { /* every wait from here on is max_ms */
+      rest = (due_ms - t) / d;
+      return rest >= (uint64_t)(UINT_MAX - k) ? UINT_MAX : k + (unsigned)rest;
+    }
+    if (d > due_ms - t || k == UINT_MAX)
+      return k;
+    t += d;
+    k++;
+  }
 }
 
 int maild__retry_warn_due(const maild_retry_policy *p, uint64_t arrival_ms,

@@ -1,10 +1,12 @@
 /*
  * The retry schedule of the outbound queue (layer 1): pure functions of
  * the attempt number and the message's age, so that tests can play days
- * of retries in microseconds and the runtime needs no state beyond the
- * arrival time the spool keeps and an attempt count it may lose at a
- * restart (the first attempt after a restart then comes at once, as after
- * Postfix's queue scan).
+ * of retries in microseconds and the runtime needs no state beyond what
+ * the spool keeps: the arrival time and the time of the next attempt (the
+ * envelope file's modification time, as Postfix keeps it in its queue
+ * file's). The attempt count is not stored: for a message read back from
+ * the spool it is worked out from those two times
+ * (maild__retry_attempts()), so the waits go on doubling where they were.
  *
  * Defaults (DESIGN.md): the first retry 5 minutes after the first attempt,
  * doubling to a 4 hour cap; give up 5 days after arrival; warn the sender
@@ -44,6 +46,19 @@ uint64_t maild__retry_delay(const maild_retry_policy *p, unsigned attempt);
  */
 uint64_t maild__retry_next(const maild_retry_policy *p, uint64_t arrival_ms,
                            uint64_t now_ms, unsigned attempt);
+
+/*
+ * How many attempts a message has had when its next one is due at
+ * `due_ms`: the most attempts whose schedule, followed from the arrival on
+ * without delays (the first attempt at arrival, then each wait as
+ * maild__retry_delay() says), puts the next one at or before `due_ms`. A
+ * message never tried (due at its arrival, or a little after) gets 0; one
+ * whose attempts came late, or whose last wait the lifetime cut short, may
+ * get one less than it had, and so waits a little less next time.
+ * Constant time once the waits reach max_ms.
+ */
+unsigned maild__retry_attempts(const maild_retry_policy *p, uint64_t arrival_ms,
+                               uint64_t due_ms);
 
 /* 1 when a delay warning is due at `now_ms` for a message that arrived at
    `arrival_ms` and has not had one. */

@@ -21,7 +21,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdio.h> /* renameat(2) only: no FILE I/O in the library */
+#include <stdio.h>  /* renameat(2) only: no FILE I/O in the library */
+#include <stdlib.h> /* qsort, bsearch */
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -458,21 +459,40 @@ void maild__spool_abort(maild_spool_writer *w) {
   errno = e;
 }
 
+/* A due time as a file time (atime left alone). */
+static void due_times(struct timespec ts[2], uint64_t due_ms) {
+  ts[0].tv_sec = 0;
+  ts[0].tv_nsec = UTIME_OMIT;
+  ts[1].tv_sec = (time_t)(due_ms / 1000u);
+  ts[1].tv_nsec = (long)(due_ms % 1000u) * 1000000L;
+}
+
+/* A file's modification time as a due time. */
+static uint64_t due_of(const struct stat *st) {
+  if (st->st_mtim.tv_sec < 0)
+    return 0;
+  return (uint64_t)st->st_mtim.tv_sec * 1000u +
+         (uint64_t)st->st_mtim.tv_nsec / 1000000u;
+}
+
 /*
- * Writes the envelope `b` to tmp/<name>, fsyncs and closes it, renames it
- * to queue/<name> and fsyncs queue/. On failure removes tmp/<name> and
- * returns -1 with errno; *renamed tells whether queue/<name> was replaced.
+ * Writes the envelope `b` to tmp/<name>, sets its due time (unless
+ * `due_ms` is 0), fsyncs and closes it, renames it to queue/<name> and
+ * fsyncs queue/. On failure removes tmp/<name> and returns -1 with errno;
+ * *renamed tells whether queue/<name> was replaced.
  */
 static int install_env(maild_spool *sp, const char *name, const maild_buf *b,
-                       int *renamed) {
+                       uint64_t due_ms, int *renamed) {
+  struct timespec ts[2];
   int fd, closed = 0;
 
   *renamed = 0;
   fd = sp_openat(sp, sp->tmp_fd, name, CREATE_FLAGS);
   if (fd < 0)
     return -1;
+  due_times(ts, due_ms);
   if (write_all(sp, fd, maild__buf_peek(b), maild__buf_used(b)) != 0 ||
-      sp_fsync(sp, fd) != 0)
+      (due_ms != 0 && futimens(fd, ts) != 0) || sp_fsync(sp, fd) != 0)
     goto fail;
   closed = 1;
   if (sp_close(sp, fd) != 0 ||
@@ -549,7 +569,7 @@ int maild__spool_commit(maild_spool_writer *w, const maild_envelope *env,
   rc = 0;
   if (commit_msg(w, msg) != 0) {
     rc = writer_fail(w);
-  } else if (install_env(sp, name, &b, &renamed) != 0) {
+  } else if (install_env(sp, name, &b, 0, &renamed) != 0) {
     if (renamed)
       sp_unlink_quiet(sp, sp->queue_fd, name);
     sp_unlink_quiet(sp, sp->queue_fd, msg);
@@ -775,7 +795,8 @@ int maild__spool_msg_name(const char *id, char buf[MAILD_SPOOL_NAME_SIZE]) {
   return 0;
 }
 
-int maild__spool_update(maild_spool *sp, const maild_envelope *env) {
+int maild__spool_update(maild_spool *sp, const maild_envelope *env,
+                        uint64_t due_ms) {
   char name[MAILD_SPOOL_NAME_SIZE];
   maild_buf b;
   int rc, renamed, e;
@@ -788,7 +809,7 @@ int maild__spool_update(maild_spool *sp, const maild_envelope *env) {
     return rc == 0 ? MAILD_ERR_NOT_FOUND : MAILD_ERR_IO;
   maild__buf_init(&b, MAILD_ENV_FILE_MAX);
   rc = maild__envelope_encode(env, &b, &sp->mem);
-  if (rc == 0 && install_env(sp, name, &b, &renamed) != 0)
+  if (rc == 0 && install_env(sp, name, &b, due_ms, &renamed) != 0)
     rc = MAILD_ERR_IO;
   e = errno;
   maild__buf_free(&b, &sp->mem);
@@ -873,6 +894,174 @@ int maild__spool_held(maild_spool *sp, const char *id) {
   return r;
 }
 
+/* ---- Due times ----------------------------------------------------------- */
+
+int maild__spool_due(maild_spool *sp, const char *id, uint64_t *due_ms) {
+  char name[MAILD_SPOOL_NAME_SIZE];
+  struct stat st;
+
+  if (sp == NULL || due_ms == NULL || !maild__spool_id_valid(id))
+    return MAILD_ERR_INVAL;
+  make_name(name, id, ".env");
+  if (fstatat(sp->queue_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+    return errno == ENOENT ? MAILD_ERR_NOT_FOUND : MAILD_ERR_IO;
+  *due_ms = due_of(&st);
+  return 0;
+}
+
+int maild__spool_set_due(maild_spool *sp, const char *id, uint64_t due_ms) {
+  char name[MAILD_SPOOL_NAME_SIZE];
+  struct timespec ts[2];
+
+  if (sp == NULL || !maild__spool_id_valid(id))
+    return MAILD_ERR_INVAL;
+  make_name(name, id, ".env");
+  due_times(ts, due_ms);
+  if (utimensat(sp->queue_fd, name, ts, AT_SYMLINK_NOFOLLOW) != 0)
+    return errno == ENOENT ? MAILD_ERR_NOT_FOUND : MAILD_ERR_IO;
+  return 0;
+}
+
+int64_t maild__spool_id_arrival(const char *id) {
+  int64_t t = 0;
+  size_t i;
+
+  if (!maild__spool_id_valid(id) || id[0] > '7')
+    return -1; /* not an id, or not a time maild__spool_begin() makes */
+  for (i = 0; i < 16; i++)
+    t = t * 16 + (id[i] <= '9' ? id[i] - '0' : id[i] - 'a' + 10);
+  return t;
+}
+
+static int id_cmp(const void *a, const void *b) {
+  return memcmp(a, b, MAILD_SPOOL_ID_LEN);
+}
+
+/* The names in hold/ that are ids, sorted, MAILD_SPOOL_ID_LEN octets each
+   (no NUL); *n 0 and *out NULL when there are none. */
+static int read_holds(maild_spool *sp, char **out, size_t *n) {
+  struct dirent *de;
+  size_t cap = 0;
+  char *ids = NULL, *more;
+  DIR *d;
+  int fd, rc = 0, e;
+
+  *out = NULL;
+  *n = 0;
+  fd = hold_dir(sp, 0);
+  if (fd < 0)
+    return errno == ENOENT ? 0 : MAILD_ERR_IO;
+  d = fdopendir(fd);
+  if (d == NULL) {
+    e = errno;
+    sp_close_quiet(sp, fd);
+    errno = e;
+    return MAILD_ERR_IO;
+  }
+  for (;;) {
+    errno = 0;
+    de = readdir(d);
+    if (de == NULL) {
+      rc = errno != 0 ? MAILD_ERR_IO : 0;
+      break;
+    }
+    if (!maild__spool_id_valid(de->d_name))
+      continue;
+    if (*n == cap) {
+      cap = cap ? cap * 2 : 64;
+      more = maild__realloc(&sp->mem, ids, cap * MAILD_SPOOL_ID_LEN);
+      if (more == NULL) {
+        rc = MAILD_ERR_NOMEM;
+        break;
+      }
+      ids = more;
+    }
+    memcpy(ids + *n * MAILD_SPOOL_ID_LEN, de->d_name, MAILD_SPOOL_ID_LEN);
+    (*n)++;
+  }
+  e = errno;
+  (void)closedir(d);
+  if (rc != 0) {
+    maild__free(&sp->mem, ids);
+    *n = 0;
+    errno = e;
+    return rc;
+  }
+  if (*n > 1)
+    qsort(ids, *n, MAILD_SPOOL_ID_LEN, id_cmp);
+  *out = ids;
+  return 0;
+}
+
+static int is_held(const char *holds, size_t nholds, const char *id) {
+  return nholds > 0 &&
+         bsearch(id, holds, nholds, MAILD_SPOOL_ID_LEN, id_cmp) != NULL;
+}
+
+/* Reports queue/<name> to `cb` if it is a committed envelope. */
+static int list_entry(maild_spool *sp, const char *name, const char *holds,
+                      size_t nholds, maild_spool_list_cb cb, void *ud) {
+  char id[MAILD_SPOOL_ID_LEN + 1];
+  const char *ext;
+  struct stat st;
+
+  if (strlen(name) != MAILD_SPOOL_ID_LEN + 4)
+    return 0;
+  ext = name + MAILD_SPOOL_ID_LEN;
+  if (strcmp(ext, ".env") != 0)
+    return 0;
+  memcpy(id, name, MAILD_SPOOL_ID_LEN);
+  id[MAILD_SPOOL_ID_LEN] = '\0';
+  if (!maild__spool_id_valid(id))
+    return 0;
+  if (fstatat(sp->queue_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+    return errno == ENOENT ? 0 : MAILD_ERR_IO; /* gone since listed */
+  if (!S_ISREG(st.st_mode))
+    return 0;
+  return cb(id, due_of(&st), is_held(holds, nholds, id), ud);
+}
+
+int maild__spool_list(maild_spool *sp, maild_spool_list_cb cb,
+                      void *user_data) {
+  struct dirent *de;
+  size_t nholds;
+  char *holds;
+  DIR *d;
+  int fd, rc, e;
+
+  if (sp == NULL || cb == NULL)
+    return MAILD_ERR_INVAL;
+  rc = read_holds(sp, &holds, &nholds);
+  if (rc != 0)
+    return rc;
+  fd = openat(sp->queue_fd, ".", DIR_FLAGS);
+  d = fd >= 0 ? fdopendir(fd) : NULL;
+  if (d == NULL) {
+    e = errno;
+    if (fd >= 0)
+      (void)close(fd);
+    maild__free(&sp->mem, holds);
+    errno = e;
+    return MAILD_ERR_IO;
+  }
+  for (;;) {
+    errno = 0;
+    de = readdir(d);
+    if (de == NULL) {
+      rc = errno != 0 ? MAILD_ERR_IO : 0;
+      break;
+    }
+    rc = list_entry(sp, de->d_name, holds, nholds, cb, user_data);
+    if (rc != 0)
+      break;
+  }
+  e = errno;
+  (void)closedir(d);
+  maild__free(&sp->mem, holds);
+  errno = e;
+  return rc;
+}
+
 /* ---- Scan ---------------------------------------------------------------- */
 
 typedef struct scan {
@@ -882,6 +1071,9 @@ typedef struct scan {
   uint8_t *buf; /* READ_BUF octets for checking message files */
   int moved_tmp;
   int moved_queue;
+  uint64_t due_ms; /* of the envelope being reported VALID */
+  char *holds;     /* hold/'s ids, sorted (read_holds()) */
+  size_t nholds;
 } scan;
 
 /* Result of checking one message, when no system error stopped it. */
@@ -961,6 +1153,8 @@ static int report(scan *sc, maild_spool_scan_kind kind, const char *name,
   item.reason = reason;
   item.moved_to = moved_to;
   item.env = env != NULL ? *env : NULL;
+  item.due_ms = kind == MAILD_SPOOL_VALID ? sc->due_ms : 0;
+  item.held = kind == MAILD_SPOOL_VALID && is_held(sc->holds, sc->nholds, id);
   rc = sc->cb(&item, sc->ud);
   if (env != NULL)
     *env = item.env;
@@ -1071,6 +1265,8 @@ static int scan_env(scan *sc, const char *name, const char *id) {
   if (rc != 0)
     return rc;
   rc = check_msg(sc, env, &why);
+  if (rc == MSG_VALID && maild__spool_due(sc->sp, id, &sc->due_ms) != 0)
+    rc = MAILD_ERR_IO; /* it was there a moment ago: not judged */
   if (rc == MSG_VALID)
     rc = report(sc, MAILD_SPOOL_VALID, name, id, NULL, NULL, &env);
   else if (rc == MSG_CORRUPT)
@@ -1179,6 +1375,11 @@ int maild__spool_scan(maild_spool *sp, maild_spool_scan_cb cb,
   sc.buf = maild__malloc(&sp->mem, READ_BUF);
   if (sc.buf == NULL)
     return MAILD_ERR_NOMEM;
+  rc = read_holds(sp, &sc.holds, &sc.nholds);
+  if (rc != 0) {
+    maild__free(&sp->mem, sc.buf);
+    return rc;
+  }
   rc = scan_dir(&sc, sp->tmp_fd, PASS_TMP);
   if (rc == 0)
     rc = scan_dir(&sc, sp->queue_fd, PASS_ENV);
@@ -1191,6 +1392,7 @@ int maild__spool_scan(maild_spool *sp, maild_spool_scan_cb cb,
     e = errno;
   }
   maild__free(&sp->mem, sc.buf);
+  maild__free(&sp->mem, sc.holds);
   errno = e;
   return rc;
 }

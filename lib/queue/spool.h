@@ -310,13 +310,16 @@ int maild__spool_msg_name(const char *id, char buf[MAILD_SPOOL_NAME_SIZE]);
 
 /*
  * Durably replaces queue/<id>.env with `env` (to record recipients' state):
- * write tmp/<id>.env, fsync, close, rename over queue/<id>.env, fsync
- * queue/. `env` is stored as given (from maild__spool_load(), states
- * changed). Returns 0, MAILD_ERR_NOT_FOUND (no such message), an encode
- * error, or MAILD_ERR_IO; on error before the rename the old envelope stays.
- * Only one thread at a time may update or remove a given id.
+ * write tmp/<id>.env, set its due time to `due_ms` (see "Due times"
+ * below; 0 leaves it the time of writing: due at once), fsync, close,
+ * rename over queue/<id>.env, fsync queue/. `env` is stored as given (from
+ * maild__spool_load(), states changed). Returns 0, MAILD_ERR_NOT_FOUND (no
+ * such message), an encode error, or MAILD_ERR_IO; on error before the
+ * rename the old envelope stays. Only one thread at a time may update or
+ * remove a given id.
  */
-int maild__spool_update(maild_spool *sp, const maild_envelope *env);
+int maild__spool_update(maild_spool *sp, const maild_envelope *env,
+                        uint64_t due_ms);
 
 /*
  * Holds (`hold` 1) or releases a message: a marker hold/<id> beside the
@@ -339,6 +342,49 @@ int maild__spool_held(maild_spool *sp, const char *id);
  */
 int maild__spool_remove(maild_spool *sp, const char *id);
 
+/* ---- Due times ------------------------------------------------------------
+ *
+ * When the outbound queue next tries a message is the modification time of
+ * its queue/<id>.env, in milliseconds since the epoch on the queue's clock,
+ * as Postfix keeps it in its queue file's. maild__spool_update() writes it
+ * with the recipients' state, so it is durable with them; a newly committed
+ * envelope carries the time of its commit, so a message never tried is due
+ * at once. Reading it is one stat(2): no envelope is read to know which
+ * messages are due.
+ */
+
+/* When the message is due. Returns 0, MAILD_ERR_INVAL, MAILD_ERR_NOT_FOUND
+   or MAILD_ERR_IO. */
+int maild__spool_due(maild_spool *sp, const char *id, uint64_t *due_ms);
+
+/*
+ * Sets when the message is due (an administrator's retry or release: now).
+ * Not synced: after a crash the message may be due at the time its last
+ * attempt recorded instead. Returns 0, MAILD_ERR_INVAL, MAILD_ERR_NOT_FOUND
+ * or MAILD_ERR_IO.
+ */
+int maild__spool_set_due(maild_spool *sp, const char *id, uint64_t due_ms);
+
+/* One committed message for maild__spool_list(): `id` is valid during the
+   call; `held` is 1 when hold/<id> exists. Returns 0 to go on or a negative
+   maild error to stop. */
+typedef int (*maild_spool_list_cb)(const char *id, uint64_t due_ms, int held,
+                                   void *user_data);
+
+/*
+ * Lists the committed messages (each queue/<id>.env) with their due times,
+ * in directory order, reading no envelope: one stat(2) per message, and
+ * hold/ read once (memory for its names only). It changes nothing, so it
+ * may run beside writers, updates and removals; a message removed during
+ * the walk may or may not be reported. Returns 0, the callback's error,
+ * MAILD_ERR_NOMEM or MAILD_ERR_IO.
+ */
+int maild__spool_list(maild_spool *sp, maild_spool_list_cb cb, void *user_data);
+
+/* The arrival time in microseconds that an id carries in its first 16
+   digits, or -1 when `id` is not an id. */
+int64_t maild__spool_id_arrival(const char *id);
+
 /* ---- Scan at start --------------------------------------------------------
  */
 
@@ -358,6 +404,8 @@ typedef struct maild_spool_scan_item {
   const char *reason;   /* static text; NULL for VALID */
   const char *moved_to; /* name under corrupt/; NULL for VALID */
   maild_envelope *env;  /* VALID only: the decoded envelope */
+  uint64_t due_ms;      /* VALID only: its due time (see "Due times") */
+  int held;             /* VALID only: 1 when hold/<id> exists */
 } maild_spool_scan_item;
 
 /*
@@ -370,7 +418,8 @@ typedef int (*maild_spool_scan_cb)(maild_spool_scan_item *item,
                                    void *user_data);
 
 /*
- * Walks tmp/ and queue/ and reports every file to `cb`: each file in tmp/
+ * Reads hold/ (once), then walks tmp/ and queue/ and reports every file to
+ * `cb`: each file in tmp/
  * is set aside (TEMP); each queue/<id>.env is decoded and checked against
  * queue/<id>.msg (exists, regular, size and CRC-32 equal to the envelope's)
  * and reported VALID, or set aside with its .msg (CORRUPT); a .msg without

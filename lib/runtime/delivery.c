@@ -10,24 +10,23 @@
  * mailbox took the message, the entry is removed and the client gets the
  * failure (quota: 452 4.2.2 or 552 5.2.2; disk: 451/452), so nothing
  * partial is left. When some did, the rest stay in the spool with their
- * state recorded and are retried. At start, the spool is rescanned and
- * whatever it holds is delivered (at least once: a crash may repeat a
- * delivery, never lose one).
+ * state recorded, and the queue (outbound.c, queue.c) tries them again on
+ * its retry schedule, as it does recipients in other domains. At start, the
+ * spool is rescanned and what it holds is queued (at least once: a crash
+ * may repeat a delivery, never lose one).
  */
 #include "runtime/server_int.h"
 
 #include "core/ascii.h"
 #include "core/mem.h"
-#include "maild/directory.h"
 #include "maild/error.h"
 #include "proto/received.h"
+#include "queue/window.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
-
-#define RETRY_MS (5u * 60u * 1000u)
 
 delivery *maild__delivery_new(maild_server *srv) {
   delivery *d = maild__calloc(&srv->mem, 1, sizeof(*d));
@@ -221,9 +220,9 @@ static int stage(delivery *d) {
   return err;
 }
 
-/* Delivers to every pending recipient; returns how many are done. With
-   `nosync` the store's barrier is left to the caller (group commit). */
-static size_t deliver_all(delivery *d, int nosync) {
+/* Delivers to every local recipient; returns how many are done. The
+   store's barrier is left to the caller (group commit). */
+static size_t deliver_all(delivery *d) {
   maild_server *srv = d->srv;
   maild_store_message msg;
   maild_store_result res;
@@ -244,7 +243,7 @@ static size_t deliver_all(delivery *d, int nosync) {
   memset(&msg, 0, sizeof(msg));
   msg.fd = fd;
   msg.size = d->msg_size;
-  msg.flags = nosync ? MAILD_STORE_NO_SYNC : 0;
+  msg.flags = MAILD_STORE_NO_SYNC;
   msg.link_dirfd = maild__spool_queue_fd(srv->spool);
   msg.link_name = name;
   msg.queue_id = d->id;
@@ -261,7 +260,7 @@ static size_t deliver_all(delivery *d, int nosync) {
                             r->local, strlen(r->local), &res);
     r->sys_errno = res.sys_errno;
     r->done = r->status == 0;
-    if (r->done && nosync) /* kept in case the barrier fails */
+    if (r->done) /* kept in case the barrier fails */
       r->store_id = maild__strndup(&srv->mem, res.id, strlen(res.id));
     done += (size_t)r->done;
   }
@@ -312,7 +311,7 @@ static void record_progress(delivery *d) {
     if (final)
       maild__spool_remove(srv->spool, d->id);
     else
-      maild__spool_update(srv->spool, env);
+      maild__spool_update(srv->spool, env, 0);
     maild__spool_envelope_free(srv->spool, env);
   }
   uv_mutex_unlock(&srv->env_lock);
@@ -326,12 +325,13 @@ static size_t remote_count(const delivery *d) {
   return n;
 }
 
-static void finish_attempt(delivery *d, size_t done, int first) {
+/* After the commit and the local deliveries: what is left to do. */
+static void finish_attempt(delivery *d, size_t done) {
   size_t remote = remote_count(d);
 
   if (remote > 0) {
-    /* Relay mail stays in the spool for outbound delivery; the local
-       recipients are recorded as done, and retried if they failed. */
+    /* Relay mail stays in the spool for the queue; the local recipients
+       are recorded as done, and retried by the queue if they failed. */
     if (done > 0)
       record_progress(d);
     d->retry_later = done + remote < d->nrcpts;
@@ -342,7 +342,7 @@ static void finish_attempt(delivery *d, size_t done, int first) {
     d->retry_later = 0;
     return;
   }
-  if (done == 0 && first) {
+  if (done == 0) {
     /* Un-commit: the client is told, and nothing is left half done. */
     maild__spool_remove(d->srv->spool, d->id);
     refuse_delivery(d);
@@ -403,7 +403,7 @@ static void commit_work(uv_work_t *req) {
   for (d = srv->commit_batch; d != NULL; d = d->next) {
     if (err == 0 && maild__spool_publish(d->writer, d->id) == 0) {
       d->writer = NULL;
-      d->done_count = deliver_all(d, 1);
+      d->done_count = deliver_all(d);
       published = 1;
       continue;
     }
@@ -426,7 +426,7 @@ static void commit_work(uv_work_t *req) {
       refuse_io(d, errno);
       continue;
     }
-    finish_attempt(d, d->done_count, 1);
+    finish_attempt(d, d->done_count);
   }
 }
 
@@ -435,12 +435,6 @@ static void flush_work(uv_work_t *req) {
 
   if (write_body(d) != 0)
     d->result = MAILD_ERR_IO;
-}
-
-static void retry_work(uv_work_t *req) {
-  delivery *d = req->data;
-
-  finish_attempt(d, deliver_all(d, 0), 0);
 }
 
 /* ---- Loop-thread side ---- */
@@ -547,53 +541,17 @@ int maild__delivery_flush(delivery *d, void (*done)(delivery *d, void *ud),
   return queue_job(d, flush_work, done, ud);
 }
 
-static void on_retry_timer(uv_timer_t *t);
-
-static void arm_retry(maild_server *srv) {
-  if (srv->retry != NULL && !srv->closing &&
-      !uv_is_active((uv_handle_t *)&srv->retry_timer))
-    uv_timer_start(&srv->retry_timer, on_retry_timer, RETRY_MS, 0);
-}
-
 void maild__delivery_done(delivery *d) {
   maild_server *srv = d->srv;
 
-  /* Committed with recipients in other domains: the outbound queue takes
-     them (once per message). */
+  /* Committed with recipients still pending, in other domains or in
+     mailboxes that failed: the queue takes them (once per message). */
   if (!d->outbound_queued && d->result == 0 && d->id[0] != '\0' &&
-      remote_count(d) > 0 && !srv->closing) {
+      (remote_count(d) > 0 || d->retry_later) && !srv->closing) {
     d->outbound_queued = 1;
-    if (maild__outbound_enqueue(srv, d->id, d->arrival_usec) != 0)
-      maild__log(srv, MAILD_LOG_ERROR,
-                 "%s: out of memory; queued for the next start", d->id);
+    maild__queue_add(srv, d->id, d->arrival_usec, remote_count(d) == 0);
   }
-
-  if (!d->retry_later || srv->closing) {
-    maild__delivery_free(d);
-    return;
-  }
-  d->next = srv->retry;
-  srv->retry = d;
-  arm_retry(srv);
-}
-
-static void retried(delivery *d, void *ud) {
-  (void)ud;
-  maild__delivery_log(d);
-  maild__delivery_done(d);
-}
-
-static void on_retry_timer(uv_timer_t *t) {
-  maild_server *srv = t->data;
-  delivery *d = srv->retry, *next;
-
-  srv->retry = NULL;
-  for (; d != NULL; d = next) {
-    next = d->next;
-    d->next = NULL;
-    if (queue_job(d, retry_work, retried, NULL) != 0)
-      maild__delivery_done(d);
-  }
+  maild__delivery_free(d);
 }
 
 /* ---- Rescan at start ---- */
@@ -601,39 +559,11 @@ static void on_retry_timer(uv_timer_t *t) {
 typedef struct rescan {
   maild_server *srv;
   uv_work_t req;
-  delivery *found; /* valid entries, as deliveries */
-  size_t valid, set_aside;
+  maild_due_pick found; /* the valid unheld messages due soonest */
+  size_t valid, held, set_aside;
   maild_buf log; /* lines for the set-aside files, NUL-separated */
   int err;
 } rescan;
-
-static delivery *from_envelope(maild_server *srv, const maild_envelope *env) {
-  delivery *d = maild__delivery_new(srv);
-  size_t i;
-
-  if (d == NULL)
-    return NULL;
-  memcpy(d->id, env->id,
-         sizeof(d->id) < sizeof(env->id) ? sizeof(d->id) : sizeof(env->id));
-  d->msg_size = env->msg_size;
-  d->arrival_usec = env->arrival_usec;
-  d->sender = maild__strndup(&srv->mem, env->sender, strlen(env->sender));
-  if (d->sender == NULL)
-    goto fail;
-  for (i = 0; i < env->nrcpt; i++) {
-    const char *a = env->rcpt[i].addr, *at = strrchr(a, '@');
-    if (at == NULL ||
-        maild__delivery_add_rcpt(d, env->rcpt[i].orcpt, at + 1, strlen(at + 1),
-                                 a, (size_t)(at - a)) != 0)
-      goto fail;
-    d->rcpts[i].done = env->rcpt[i].state != MAILD_RCPT_PENDING;
-    d->rcpts[i].logged = d->rcpts[i].done;
-  }
-  return d;
-fail:
-  maild__delivery_free(d);
-  return NULL;
-}
 
 static int on_found(maild_spool_scan_item *it, void *ud) {
   rescan *r = ud;
@@ -641,12 +571,11 @@ static int on_found(maild_spool_scan_item *it, void *ud) {
   int n;
 
   if (it->kind == MAILD_SPOOL_VALID) {
-    delivery *d = from_envelope(r->srv, it->env);
-    if (d == NULL)
-      return MAILD_ERR_NOMEM;
-    d->next = r->found;
-    r->found = d;
     r->valid++;
+    if (it->held)
+      r->held++;
+    else
+      maild__due_pick_offer(&r->found, it->id, it->due_ms);
     return 0;
   }
   r->set_aside++;
@@ -664,21 +593,9 @@ static void rescan_work(uv_work_t *req) {
   r->err = maild__spool_scan(r->srv->spool, on_found, r);
 }
 
-/* Which recipients of a message found at start are in other domains
-   (they wait for outbound delivery): decided on the loop thread, which
-   owns the directory. */
-static void mark_remote(maild_server *srv, delivery *d) {
-  size_t i;
-
-  for (i = 0; i < d->nrcpts && srv->directory != NULL; i++)
-    d->rcpts[i].remote = !maild_directory_is_local_domain(
-        srv->directory, d->rcpts[i].domain, strlen(d->rcpts[i].domain));
-}
-
 static void rescan_done(uv_work_t *req, int status) {
   rescan *r = req->data;
   maild_server *srv = r->srv;
-  delivery *d, *next;
   size_t off = 0;
 
   (void)status;
@@ -693,14 +610,9 @@ static void rescan_done(uv_work_t *req, int status) {
                maild_strerror(r->err));
   maild__log(srv, MAILD_LOG_INFO, "spool: %zu message(s) found, %zu set aside",
              r->valid, r->set_aside);
-  /* Each message found is delivered by a job of its own, as a retry. */
-  for (d = r->found; d != NULL; d = next) {
-    next = d->next;
-    d->next = NULL;
-    mark_remote(srv, d);
-    if (queue_job(d, retry_work, retried, NULL) != 0)
-      maild__delivery_done(d);
-  }
+  /* The queue takes those due soonest, up to its window; scans of the
+     spool find the others when their time comes. */
+  maild__queue_rescan_end(srv, &r->found, r->held);
   maild__buf_free(&r->log, &srv->mem);
   maild__free(&srv->mem, r);
   maild__server_maybe_closed(srv);
@@ -713,11 +625,18 @@ int maild__delivery_rescan(maild_server *srv) {
     return MAILD_ERR_NOMEM;
   r->srv = srv;
   r->req.data = r;
+  if (maild__due_pick_init(&r->found, srv->out_window, MAILD_DUE_SOONEST,
+                           &srv->mem) != 0) {
+    maild__free(&srv->mem, r);
+    return MAILD_ERR_NOMEM;
+  }
   maild__buf_init(&r->log, 128 * 1024);
   if (uv_queue_work(srv->loop, &r->req, rescan_work, rescan_done) != 0) {
+    maild__due_pick_free(&r->found);
     maild__free(&srv->mem, r);
     return MAILD_ERR_IO;
   }
   srv->jobs++;
+  maild__queue_rescan_begin(srv);
   return 0;
 }

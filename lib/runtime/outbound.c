@@ -1,26 +1,30 @@
 /*
- * Outbound delivery: the queue of messages with recipients in other
- * domains, and the SMTP client sessions that hand them over.
+ * The queue's attempts: the SMTP client sessions that hand messages to
+ * other domains' servers, and the local deliveries that failed before.
  *
- * A queued message (out_msg) is only an id, its arrival time and its retry
- * state; everything else stays in the spool. When it is due, an attempt
- * loads the envelope on the worker pool, splits the pending remote
- * recipients by domain into jobs, and queues each job at its destination
- * (the route's address and port). A destination runs up to
- * OUTBOUND_CONNECTIONS sessions; each session takes jobs one after another
- * over the same connection (the SMTP client engine, opportunistic
- * STARTTLS) and reads the body from the spool file on the worker pool.
- * When every job of an attempt has its results, they are made durable in
- * the envelope (and the spool entry removed once every recipient is final)
- * before the next attempt is scheduled by the retry schedule
- * (queue/schedule.h): at least once, never lost.
+ * A queued message (out_msg, runtime/queue_int.h) is only an id, its
+ * arrival time and its retry state; everything else stays in the spool,
+ * and queue.c decides which messages have a record in memory. When one is
+ * due, an attempt loads the envelope on the worker pool, delivers its
+ * pending local recipients into their mailboxes (one job on the worker
+ * pool), splits the pending remote recipients by domain into jobs, and
+ * queues each job at its destination (the route's address and port). A
+ * destination runs up to OUTBOUND_CONNECTIONS sessions; each session takes
+ * jobs one after another over the same connection (the SMTP client engine,
+ * opportunistic STARTTLS) and reads the body from the spool file on the
+ * worker pool. When every job of an attempt has its results, they are made
+ * durable in the envelope, with the time of the next attempt by the retry
+ * schedule (queue/schedule.h), and the spool entry is removed once every
+ * recipient is final: at least once, never lost.
  *
  * Results: 2xx delivered (DONE), 5xx bounced (FAILED), anything else
- * retried; a message still pending when its lifetime ends expires: its
- * remaining recipients fail with 4.4.7. One log line per recipient and
+ * retried; locally, a mailbox that does not exist bounces (5.1.1), a full
+ * one is retried (or bounces with QUOTA_PERMANENT), any other failure is
+ * retried. A message still pending when its lifetime ends expires: its
+ * remaining recipients fail with 5.4.7. One log line per recipient and
  * attempt, in the style of Postfix's.
  */
-#include "runtime/server_int.h"
+#include "runtime/queue_int.h"
 
 #include "core/ascii.h"
 #include "core/mem.h"
@@ -30,6 +34,7 @@
 #include "maild/reply.h"
 #include "maild/resolver.h"
 #include "maild/smtp_client.h"
+#include "maild/store.h"
 #include "dns/codec.h"
 #include "io/addr.h"
 #include "queue/dsn.h"
@@ -40,45 +45,13 @@
 #include <unistd.h>
 
 #define READ_PIECE   (64u * 1024u)
-#define RESULT_TEMP  3u /* a temporary failure: retried */
-#define RESULT_INJOB 4u /* in a job of the attempt, no result yet */
-#define REASON_MAX   300u
-#define MSGS_ACTIVE  1000u           /* attempts in flight at once */
+#define RESULT_TEMP  3u    /* a temporary failure: retried */
+#define RESULT_INJOB 4u    /* in a job of the attempt, no result yet */
+#define MSGS_ACTIVE  1000u /* attempts in flight at once */
 #define FULL_MAX     (1024u * 1024u) /* RET=FULL up to this, else headers */
 #define HEADERS_MAX  (64u * 1024u)   /* header section read for a bounce */
 
-/* Why a recipient failed, for its bounce. */
-typedef struct out_fail {
-  char status[MAILD_ENHANCED_MAX + 1];
-  char relay[80];
-  char diag[REASON_MAX + 1];
-} out_fail;
-
 typedef struct out_job out_job;
-
-struct out_msg {
-  out_msg *next, *prev;
-  maild_server *srv;
-  char id[MAILD_SPOOL_ID_LEN + 1];
-  int64_t arrival_usec;
-  unsigned attempts;
-  uint64_t due; /* the queue clock's time of the next attempt (clock_ms) */
-  int busy;     /* an attempt runs */
-  /* The attempt. */
-  uv_work_t req;
-  maild_envelope *env;
-  int fd;
-  int err;
-  uint8_t *result;  /* per recipient: 0, DONE, FAILED or RESULT_TEMP */
-  out_fail *fail;   /* per recipient, once one failed for good */
-  maild_buf bounce; /* the notification to send, built with the results */
-  size_t jobs_left;
-  int all_final;
-  int expired;
-  int held;     /* on hold: no attempt until released */
-  int was_held; /* a hold marker may exist: remove it with the message */
-  int deleted;  /* deleted while an attempt ran */
-};
 
 struct out_job {
   out_job *next;
@@ -128,7 +101,6 @@ struct out_session {
   int eof, rerr;
 };
 
-static void schedule(maild_server *srv, uint64_t due);
 static void slot_freed(maild_server *srv);
 static void on_timer(uv_timer_t *t);
 static void dest_kick(out_dest *d);
@@ -148,7 +120,10 @@ int maild__outbound_init(maild_server *srv, const maild_options *opt) {
   srv->outbound_conns = (size_t)U(OUTBOUND_CONNECTIONS);
   srv->timeout_connect = U(TIMEOUT_CONNECT);
   srv->timeout_outbound = U(TIMEOUT_OUTBOUND);
+  srv->out_window = (size_t)U(QUEUE_WINDOW);
 #undef U
+  srv->out_outside_due = srv->out_outside_new = UINT64_MAX;
+  srv->out_scan_due = UINT64_MAX;
   if (uv_mutex_init(&srv->env_lock) != 0)
     return MAILD_ERR_NOMEM;
   uv_timer_init(srv->loop, &srv->out_timer);
@@ -239,9 +214,7 @@ static const out_route *find_route(const maild_server *srv, const char *dom) {
 
 /* ---- The queue ---- */
 
-/* The queue's clock: milliseconds since the epoch, from the system or
-   from the embedder's hook (maild_server_set_clock). */
-static uint64_t clock_ms(const maild_server *srv) {
+uint64_t maild__queue_now(const maild_server *srv) {
   uv_timeval64_t tv;
 
   if (srv->clock != NULL)
@@ -259,55 +232,14 @@ void maild_server_set_clock(maild_server *srv, maild_clock_cb now_ms,
   srv->clock_ud = user_data;
 }
 
-int maild__outbound_enqueue(maild_server *srv, const char *id,
-                            int64_t arrival_usec) {
-  out_msg *m;
-
-  if (srv->closing)
-    return 0; /* found again at the next start */
-  m = maild__calloc(&srv->mem, 1, sizeof(*m));
-  if (m == NULL)
-    return MAILD_ERR_NOMEM;
-  m->srv = srv;
-  snprintf(m->id, sizeof(m->id), "%s", id);
-  m->arrival_usec = arrival_usec;
-  m->fd = -1;
-  m->due = clock_ms(srv);
-  m->next = srv->out_msgs;
-  if (m->next != NULL)
-    m->next->prev = m;
-  srv->out_msgs = m;
-  srv->out_queued++;
-  schedule(srv, m->due);
-  return 0;
-}
-
-static void msg_free(out_msg *m) {
-  maild_server *srv = m->srv;
-
-  if (m->prev != NULL)
-    m->prev->next = m->next;
-  else
-    srv->out_msgs = m->next;
-  if (m->next != NULL)
-    m->next->prev = m->prev;
-  srv->out_queued--;
-  if (m->fd >= 0)
-    close(m->fd);
-  maild__spool_envelope_free(srv->spool, m->env);
-  maild__free(&srv->mem, m->result);
-  maild__free(&srv->mem, m->fail);
-  maild__buf_free(&m->bounce, &srv->mem);
-  maild__free(&srv->mem, m);
-}
-
 /* ---- Logging ---- */
 
 static void log_result(out_msg *m, size_t i, const char *relay,
                        const maild_smtp_client_reply *r, const char *status) {
   maild_server *srv = m->srv;
   double delay =
-      (double)(clock_ms(m->srv) - (uint64_t)(m->arrival_usec / 1000)) / 1000.0;
+      (double)(maild__queue_now(m->srv) - (uint64_t)(m->arrival_usec / 1000)) /
+      1000.0;
   int n = (int)(r->text_len < REASON_MAX ? r->text_len : REASON_MAX);
   char text[REASON_MAX + 1];
   int k;
@@ -891,6 +823,8 @@ static void load_work(uv_work_t *req) {
   uv_mutex_unlock(&srv->env_lock);
   if (m->err == 0)
     m->err = maild__spool_open_msg(srv->spool, m->id, &m->fd);
+  if (m->err != 0 && m->err != MAILD_ERR_NOT_FOUND) /* tried again later */
+    maild__spool_set_due(srv->spool, m->id, m->disk_due);
 }
 
 /* Queues the job at the destination of its current target. */
@@ -978,21 +912,154 @@ static void take_login(maild_server *srv, out_job *j, const out_route *rt) {
   }
 }
 
-/* Splits the pending remote recipients by domain into jobs. */
+/* ---- Local recipients ----
+ *
+ * A local recipient is still pending when its mailbox failed at arrival
+ * (over quota, a disk error): each attempt delivers it again, as one job
+ * on the worker pool for all such recipients of the message.
+ */
+
+typedef struct out_local {
+  uv_work_t req;
+  out_msg *m;
+  size_t *idx; /* the recipients */
+  int *status; /* maild_store_deliver()'s result for each */
+  size_t n;
+} out_local;
+
+static void local_work(uv_work_t *req) {
+  out_local *l = req->data;
+  out_msg *m = l->m;
+  maild_server *srv = m->srv;
+  char name[MAILD_SPOOL_NAME_SIZE];
+  maild_store_message msg;
+  maild_store_result res;
+  size_t k;
+
+  memset(&msg, 0, sizeof(msg));
+  msg.fd = m->fd;
+  msg.size = m->env->msg_size;
+  if (maild__spool_msg_name(m->id, name) == 0) {
+    msg.link_dirfd = maild__spool_queue_fd(srv->spool);
+    msg.link_name = name;
+  }
+  msg.queue_id = m->id;
+  for (k = 0; k < l->n; k++) {
+    const char *addr = m->env->rcpt[l->idx[k]].addr, *at = strrchr(addr, '@');
+    l->status[k] = maild_store_deliver(srv->store, &msg, at + 1, strlen(at + 1),
+                                       addr, (size_t)(at - addr), &res);
+  }
+}
+
+/* What a mailbox's answer means for the recipient (as at arrival: see
+   delivery.c), as a reply for the log and the bounce. */
+static void local_reply(const maild_server *srv, int status,
+                        maild_smtp_client_reply *r) {
+  static const char *const texts[] = {"Delivered to mailbox",
+                                      "Mailbox unavailable", "Mailbox full",
+                                      "Local error in processing"};
+  int k = status == 0                                                  ? 0
+          : status == MAILD_ERR_NOT_FOUND || status == MAILD_ERR_INVAL ? 1
+          : status == MAILD_ERR_LIMIT                                  ? 2
+                                                                       : 3;
+
+  r->code = k == 0                           ? 250
+            : k == 1                         ? 550
+            : k == 2 && srv->quota_permanent ? 552
+            : k == 2                         ? 452
+                                             : 451;
+  r->enhanced = k == 0   ? "2.0.0"
+                : k == 1 ? "5.1.1"
+                : k == 2 ? (srv->quota_permanent ? "5.2.2" : "4.2.2")
+                         : "4.3.0";
+  r->text = texts[k];
+  r->text_len = strlen(texts[k]);
+  r->local = 1;
+}
+
+static void local_done(uv_work_t *req, int status) {
+  out_local *l = req->data;
+  out_msg *m = l->m;
+  maild_server *srv = m->srv;
+  maild_smtp_client_reply r;
+  size_t k;
+
+  (void)status;
+  srv->jobs--;
+  for (k = 0; k < l->n; k++) {
+    local_reply(srv, l->status[k], &r);
+    set_result(m, l->idx[k], "local", &r);
+  }
+  maild__free(&srv->mem, l->idx);
+  maild__free(&srv->mem, l->status);
+  maild__free(&srv->mem, l);
+  if (--m->jobs_left == 0)
+    attempt_done(m);
+}
+
+/* Delivers the local recipients `idx[0..n)` (taken over). */
+static void deliver_local(out_msg *m, size_t *idx, size_t n) {
+  maild_server *srv = m->srv;
+  out_local *l = maild__calloc(&srv->mem, 1, sizeof(*l));
+  size_t k;
+
+  if (l != NULL)
+    l->status = maild__calloc(&srv->mem, n, sizeof(*l->status));
+  if (l == NULL || l->status == NULL) {
+    maild__free(&srv->mem, l);
+    for (k = 0; k < n; k++)
+      m->result[idx[k]] = RESULT_TEMP; /* retried */
+    maild__free(&srv->mem, idx);
+    return;
+  }
+  l->m = m;
+  l->idx = idx;
+  l->n = n;
+  l->req.data = l;
+  if (uv_queue_work(srv->loop, &l->req, local_work, local_done) != 0) {
+    for (k = 0; k < n; k++)
+      m->result[idx[k]] = RESULT_TEMP;
+    maild__free(&srv->mem, l->status);
+    maild__free(&srv->mem, l->idx);
+    maild__free(&srv->mem, l);
+    return;
+  }
+  srv->jobs++;
+  m->jobs_left++;
+}
+
+/* 1 when `domain` is one of ours: without a directory, every domain is
+   (each recipient is a mailbox of its own address). */
+static int is_local(const maild_server *srv, const char *domain) {
+  return srv->directory == NULL || maild_directory_is_local_domain(
+                                       srv->directory, domain, strlen(domain));
+}
+
+/* Delivers the pending local recipients and splits the pending remote
+   ones by domain into jobs. */
 static void dispatch(out_msg *m) {
   maild_server *srv = m->srv;
   maild_envelope *env = m->env;
-  size_t i, k;
+  size_t i, k, nlocal = 0, *local = NULL;
 
   for (i = 0; i < env->nrcpt; i++) {
     const char *addr = env->rcpt[i].addr, *at = strrchr(addr, '@');
     const out_route *rt;
     out_job *j;
     if (env->rcpt[i].state != MAILD_RCPT_PENDING || m->result[i] != 0 ||
-        at == NULL ||
-        (srv->directory != NULL && maild_directory_is_local_domain(
-                                       srv->directory, at + 1, strlen(at + 1))))
+        at == NULL)
       continue;
+    if (is_local(srv, at + 1)) {
+      if (local == NULL)
+        local = maild__calloc(&srv->mem, env->nrcpt, sizeof(*local));
+      if (local == NULL) {
+        m->result[i] = RESULT_TEMP; /* retried */
+        continue;
+      }
+      local[nlocal++] = i;
+      m->result[i] = RESULT_INJOB;
+      continue;
+    }
     j = maild__calloc(&srv->mem, 1, sizeof(*j));
     if (j != NULL)
       j->idx = maild__calloc(&srv->mem, env->nrcpt, sizeof(size_t));
@@ -1045,6 +1112,10 @@ static void dispatch(out_msg *m) {
     take_login(srv, j, rt);
     enqueue(srv, j);
   }
+  if (nlocal > 0)
+    deliver_local(m, local, nlocal);
+  else
+    maild__free(&srv->mem, local);
 }
 
 static void load_done(uv_work_t *req, int status) {
@@ -1056,16 +1127,32 @@ static void load_done(uv_work_t *req, int status) {
   if (m->held && m->err == 0 && m->env == NULL) { /* waits for a release */
     m->busy = 0;
     srv->out_active--;
+    maild__queue_may_leave(srv);
+    slot_freed(srv);
+    maild__server_maybe_closed(srv);
+    return;
+  }
+  if (m->err != 0 && m->err != MAILD_ERR_NOT_FOUND && !srv->closing) {
+    maild__log(srv, MAILD_LOG_ERROR, "%s: cannot read the queue entry: %s",
+               m->id, maild_strerror(m->err));
+    maild__spool_envelope_free(srv->spool, m->env);
+    m->env = NULL;
+    if (m->fd >= 0)
+      close(m->fd);
+    m->fd = -1;
+    m->busy = 0;
+    m->due = m->disk_due;
+    srv->out_active--;
+    maild__queue_may_leave(srv);
+    maild__queue_schedule(srv, m->due);
     slot_freed(srv);
     maild__server_maybe_closed(srv);
     return;
   }
   if (m->err != 0 || srv->closing) {
-    if (m->err != 0 && m->err != MAILD_ERR_NOT_FOUND)
-      maild__log(srv, MAILD_LOG_ERROR, "%s: cannot read the queue entry: %s",
-                 m->id, maild_strerror(m->err));
-    msg_free(m); /* gone (delivered meanwhile), or found again at start */
+    /* Gone (delivered or deleted meanwhile), or found again at start. */
     srv->out_active--;
+    maild__queue_record_free(m, m->err == MAILD_ERR_NOT_FOUND);
     slot_freed(srv);
     maild__server_maybe_closed(srv);
     return;
@@ -1086,10 +1173,11 @@ static void start_attempt(out_msg *m) {
   maild_server *srv = m->srv;
 
   m->busy = 1;
+  m->disk_due = maild__queue_now(srv) + srv->retry_policy.max_ms;
   m->req.data = m;
   if (uv_queue_work(srv->loop, &m->req, load_work, load_done) != 0) {
     m->busy = 0;
-    m->due = clock_ms(srv) + srv->retry_policy.first_ms;
+    m->due = maild__queue_now(srv) + srv->retry_policy.first_ms;
     return;
   }
   srv->jobs++;
@@ -1183,7 +1271,7 @@ static void persist_work(uv_work_t *req) {
         final = 0;
     }
     m->err = final ? maild__spool_remove(srv->spool, m->id)
-                   : maild__spool_update(srv->spool, env);
+                   : maild__spool_update(srv->spool, env, m->disk_due);
     maild__spool_envelope_free(srv->spool, env);
   }
   uv_mutex_unlock(&srv->env_lock);
@@ -1196,9 +1284,17 @@ static void persist_work(uv_work_t *req) {
 
 static void persist_done(uv_work_t *req, int status);
 
+/* Makes the attempt's results durable, with the time of the next attempt
+   (by the schedule, from now: the spool keeps it for a restart and for
+   when the record leaves memory). */
 static void persist(out_msg *m) {
   maild_server *srv = m->srv;
+  uint64_t now = maild__queue_now(srv);
 
+  m->next_due =
+      maild__retry_next(&srv->retry_policy, (uint64_t)(m->arrival_usec / 1000),
+                        now, m->attempts + 1);
+  m->disk_due = m->next_due != 0 ? m->next_due : now;
   m->req.data = m;
   if (uv_queue_work(srv->loop, &m->req, persist_work, persist_done) != 0) {
     persist_done(&m->req, 0);
@@ -1270,7 +1366,7 @@ static void persist_done(uv_work_t *req, int status) {
   maild_server *srv = m->srv;
   maild_envelope *env = m->env;
   size_t i, pending = 0;
-  uint64_t now, next;
+  uint64_t next;
 
   (void)status;
   srv->jobs--;
@@ -1286,16 +1382,14 @@ static void persist_done(uv_work_t *req, int status) {
     pending = 1; /* out of memory before dispatch: try again */
   if (m->all_final || pending == 0 || srv->closing) {
     srv->out_active--;
-    msg_free(m);
+    maild__queue_record_free(m, m->all_final || pending == 0);
     slot_freed(srv);
     maild__server_maybe_closed(srv);
     return;
   }
   m->attempts++;
-  now = clock_ms(srv);
-  next = maild__retry_next(
-      &srv->retry_policy, (uint64_t)(m->arrival_usec / 1000), now, m->attempts);
-  if (next == 0 && !m->expired) {
+  next = m->next_due;
+  if (next == 0 && !m->expired && m->result != NULL) {
     /* The lifetime is over: the remaining recipients fail for good. */
     maild_smtp_client_reply r = {554, "5.4.7", NULL, 0, 1};
     char text[80];
@@ -1323,9 +1417,10 @@ static void persist_done(uv_work_t *req, int status) {
   m->fd = -1;
   m->busy = 0;
   srv->out_active--;
-  m->due = next;
+  m->due = next != 0 ? next : m->disk_due;
+  maild__queue_may_leave(srv);
   slot_freed(srv);
-  schedule(srv, m->due);
+  maild__queue_schedule(srv, m->due);
   maild__server_maybe_closed(srv);
 }
 
@@ -1333,8 +1428,9 @@ static void persist_done(uv_work_t *req, int status) {
  *
  * One timer for the whole queue. It fires at the earliest due time (or at
  * once when an attempt slot frees up while due messages wait for one), and
- * one pass over the queue starts what is due and finds the next time, so
- * the cost per message stays constant however long the queue is.
+ * one pass over the records starts what is due and finds the next time, so
+ * the cost per message stays constant however long the queue is. The pass
+ * also tells queue.c what memory holds, for its scans of the spool.
  */
 
 /* Makes the timer fire by `due` (queue clock) at the latest. With an
@@ -1342,14 +1438,14 @@ static void persist_done(uv_work_t *req, int status) {
    again every CLOCK_POLL_MS at most. */
 #define CLOCK_POLL_MS 10u
 
-static void schedule(maild_server *srv, uint64_t due) {
+void maild__queue_schedule(maild_server *srv, uint64_t due) {
   uint64_t now, wait;
 
   if (srv->closing)
     return;
   if (uv_is_active((uv_handle_t *)&srv->out_timer) && srv->out_timer_due <= due)
     return;
-  now = clock_ms(srv);
+  now = maild__queue_now(srv);
   wait = due > now ? due - now : 0;
   if (srv->clock != NULL && wait > CLOCK_POLL_MS)
     wait = CLOCK_POLL_MS;
@@ -1361,20 +1457,25 @@ static void schedule(maild_server *srv, uint64_t due) {
 static void slot_freed(maild_server *srv) {
   if (srv->out_waiting && srv->out_active < MSGS_ACTIVE) {
     srv->out_waiting = 0;
-    schedule(srv, clock_ms(srv));
+    maild__queue_schedule(srv, maild__queue_now(srv));
   }
 }
 
 static void on_timer(uv_timer_t *t) {
   maild_server *srv = t->data;
-  uint64_t now = clock_ms(srv), soonest = UINT64_MAX;
+  uint64_t now = maild__queue_now(srv), soonest = UINT64_MAX, wake;
   out_msg *m, *next;
+  int may_leave = 0;
 
   srv->out_waiting = 0;
   for (m = srv->out_msgs; m != NULL; m = next) {
     next = m->next;
-    if (m->busy || m->held)
+    if (m->busy)
       continue;
+    if (m->held) {
+      may_leave = 1;
+      continue;
+    }
     if (m->due <= now && srv->out_active < MSGS_ACTIVE) {
       start_attempt(m);
       if (m->busy)
@@ -1382,127 +1483,15 @@ static void on_timer(uv_timer_t *t) {
     }
     if (m->due < soonest)
       soonest = m->due;
+    may_leave |= m->due > now;
   }
+  wake = maild__queue_pass_done(srv, now, soonest, may_leave);
   if (soonest <= now)
     srv->out_waiting = 1; /* slot_freed() goes on */
-  else if (soonest != UINT64_MAX)
-    schedule(srv, soonest);
-}
-
-/* ---- Queue control (maildctl through the daemon) ---- */
-
-static out_msg *find_msg(const maild_server *srv, const char *id) {
-  out_msg *m;
-
-  for (m = srv->out_msgs; m != NULL; m = m->next)
-    if (strcmp(m->id, id) == 0)
-      return m;
-  return NULL;
-}
-
-int maild_server_queue_retry(maild_server *srv, const char *id) {
-  uint64_t now;
-  out_msg *m;
-  int found = 0;
-
-  if (srv == NULL)
-    return MAILD_ERR_INVAL;
-  now = clock_ms(srv);
-  for (m = srv->out_msgs; m != NULL; m = m->next)
-    if (id == NULL || strcmp(m->id, id) == 0) {
-      found = 1;
-      if (!m->busy)
-        m->due = now;
-    }
-  schedule(srv, now);
-  return found || id == NULL ? 0 : MAILD_ERR_NOT_FOUND;
-}
-
-typedef struct ctl_job {
-  maild_server *srv;
-  uv_work_t req;
-  char id[MAILD_SPOOL_ID_LEN + 1];
-  int op; /* 1 hold, 0 release, 2 delete */
-} ctl_job;
-
-static void ctl_work(uv_work_t *req) {
-  ctl_job *c = req->data;
-  maild_server *srv = c->srv;
-
-  if (c->op == 2) {
-    uv_mutex_lock(&srv->env_lock);
-    maild__spool_remove(srv->spool, c->id);
-    uv_mutex_unlock(&srv->env_lock);
-    maild__spool_hold(srv->spool, c->id, 0);
-  } else {
-    maild__spool_hold(srv->spool, c->id, c->op);
-  }
-}
-
-static void ctl_done(uv_work_t *req, int status) {
-  ctl_job *c = req->data;
-  maild_server *srv = c->srv;
-  out_msg *m = find_msg(srv, c->id);
-
-  (void)status;
-  srv->jobs--;
-  if (m != NULL && c->op == 0 && !m->busy) { /* released: try it now */
-    m->held = 0;
-    m->due = clock_ms(srv);
-    schedule(srv, m->due);
-  }
-  maild__log(srv, MAILD_LOG_INFO, "%s: %s by the administrator", c->id,
-             c->op == 2 ? "deleted"
-             : c->op    ? "held"
-                        : "released");
-  maild__free(&srv->mem, c);
-  maild__server_maybe_closed(srv);
-}
-
-static int ctl(maild_server *srv, const char *id, int op) {
-  ctl_job *c;
-  out_msg *m;
-
-  if (srv == NULL || id == NULL || !maild__spool_id_valid(id))
-    return MAILD_ERR_INVAL;
-  if (srv->closing)
-    return MAILD_ERR_STATE;
-  m = find_msg(srv, id);
-  if (m == NULL && op != 2)
-    return MAILD_ERR_NOT_FOUND;
-  c = maild__calloc(&srv->mem, 1, sizeof(*c));
-  if (c == NULL)
-    return MAILD_ERR_NOMEM;
-  c->srv = srv;
-  snprintf(c->id, sizeof(c->id), "%s", id);
-  c->op = op;
-  c->req.data = c;
-  if (uv_queue_work(srv->loop, &c->req, ctl_work, ctl_done) != 0) {
-    maild__free(&srv->mem, c);
-    return MAILD_ERR_IO;
-  }
-  srv->jobs++;
-  if (m != NULL) {
-    if (op == 1)
-      m->held = m->was_held = 1;
-    else if (op == 2 && m->busy)
-      m->deleted = 1; /* the attempt finds it gone */
-    else if (op == 2)
-      msg_free(m);
-  }
-  return 0;
-}
-
-int maild_server_queue_hold(maild_server *srv, const char *id) {
-  return ctl(srv, id, 1);
-}
-
-int maild_server_queue_release(maild_server *srv, const char *id) {
-  return ctl(srv, id, 0);
-}
-
-int maild_server_queue_delete(maild_server *srv, const char *id) {
-  return ctl(srv, id, 2);
+  else if (soonest < wake)
+    wake = soonest;
+  if (wake != UINT64_MAX)
+    maild__queue_schedule(srv, wake);
 }
 
 /* ---- Shutdown ---- */
@@ -1512,6 +1501,7 @@ void maild__outbound_shutdown(maild_server *srv) {
   out_job *j;
 
   uv_timer_stop(&srv->out_timer);
+  uv_timer_stop(&srv->scan_timer);
   while ((j = srv->resolving) != NULL) {
     unlink_resolving(srv, j);
     maild_resolver_cancel(srv->resolver, on_job_mx, j);
@@ -1531,8 +1521,7 @@ int maild__outbound_idle(const maild_server *srv) {
 void maild__outbound_free(maild_server *srv) {
   out_dest *d;
 
-  while (srv->out_msgs != NULL)
-    msg_free(srv->out_msgs);
+  maild__queue_free(srv);
   while ((d = srv->dests) != NULL) {
     srv->dests = d->next;
     maild__free(&srv->mem, d->user);

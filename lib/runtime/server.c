@@ -140,9 +140,9 @@ int maild_server_new(maild_server **out, uv_loop_t *loop,
     maild__free(&m, srv);
     return MAILD_ERR_NOMEM;
   }
-  uv_timer_init(loop, &srv->retry_timer);
+  uv_timer_init(loop, &srv->scan_timer);
   uv_timer_init(loop, &srv->shutdown_timer);
-  srv->retry_timer.data = srv;
+  srv->scan_timer.data = srv;
   srv->shutdown_timer.data = srv;
   srv->handles_open = 3; /* with outbound.c's timer */
   *out = srv;
@@ -441,19 +441,13 @@ static void on_handle_closed(uv_handle_t *h) {
 
 /* Frees the server once no session and no job is left. */
 void maild__server_maybe_closed(maild_server *srv) {
-  delivery *d;
-
   if (!srv->closing || srv->nsessions > 0 || srv->jobs > 0 ||
       srv->commit_queue != NULL || srv->commit_batch != NULL ||
       !maild__outbound_idle(srv) || srv->handles_open != 3)
     return;
-  while ((d = srv->retry) != NULL) {
-    srv->retry = d->next;
-    maild__delivery_free(d);
-  }
-  uv_timer_stop(&srv->retry_timer);
+  uv_timer_stop(&srv->scan_timer);
   uv_timer_stop(&srv->shutdown_timer);
-  uv_close((uv_handle_t *)&srv->retry_timer, on_handle_closed);
+  uv_close((uv_handle_t *)&srv->scan_timer, on_handle_closed);
   uv_close((uv_handle_t *)&srv->shutdown_timer, on_handle_closed);
   uv_close((uv_handle_t *)&srv->out_timer, on_handle_closed);
 }
@@ -491,7 +485,6 @@ void maild_server_close(maild_server *srv,
   for (i = 0; i < srv->nlisteners; i++)
     maild__listener_close(srv->listeners[i].l);
   srv->nlisteners = 0;
-  uv_timer_stop(&srv->retry_timer);
   maild__outbound_shutdown(srv);
   if (srv->nsessions > 0) {
     shutdown_sessions(srv, 0);

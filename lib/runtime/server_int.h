@@ -1,8 +1,9 @@
 /*
  * Private state of the server runtime, shared by server.c (listeners,
  * connection caps, shutdown, logging), smtp_session.c (one SMTP session
- * per connection) and delivery.c (commit to the spool and local delivery
- * on the worker pool, spool rescan and retries).
+ * per connection), delivery.c (commit to the spool and local delivery
+ * on the worker pool, spool rescan), outbound.c (the queue's attempts)
+ * and queue.c (the queue's records in memory).
  */
 #ifndef MAILD_RUNTIME_SERVER_INT_H
 #define MAILD_RUNTIME_SERVER_INT_H
@@ -98,20 +99,35 @@ struct maild_server {
   delivery *commit_batch;
   uv_work_t commit_req;
 
-  /* Spool entries whose delivery must be tried again. */
-  delivery *retry;
-  uv_timer_t retry_timer;
   uv_timer_t shutdown_timer;
   int closing;
   int handles_open;
   void (*close_cb)(maild_server *srv, void *user_data);
   uint32_t rng; /* xorshift state for queue ids, seeded at creation */
 
-  /* Outbound delivery (outbound.c). */
+  /* The queue (outbound.c: attempts; queue.c: which records are in
+     memory). */
   out_route *routes;
   size_t nroutes;
-  out_msg *out_msgs; /* every queued message with remote recipients */
+  out_msg *out_msgs; /* the queued messages that have a record in memory */
   size_t out_queued, out_active;
+  size_t out_window;        /* QUEUE_WINDOW: records at most */
+  out_msg **out_index;      /* the records by id, chained */
+  size_t out_index_size;    /* buckets: 0 or a power of 2 */
+  uint64_t out_outside_due; /* no unheld message outside memory is due
+                               before this; UINT64_MAX: none is outside */
+  uint64_t out_outside_new; /* the same for those that left during a scan */
+  int out_held_outside;     /* held messages may be outside memory */
+  int out_held_new;         /* one became so during a scan */
+  int out_may_leave;        /* a record may leave memory (a hint) */
+  int out_scanning;         /* a scan of the spool runs */
+  int out_known;            /* the start-up rescan is over */
+  int out_scan_wanted;      /* another scan is wanted */
+  uint64_t out_scan_due;    /* queue clock: the next periodic scan */
+  uint64_t out_retry_at;    /* the next scan makes messages due then */
+  uint64_t out_scan_cost;   /* loop ms the last scan took */
+  uint64_t out_scan_ended;  /* loop ms it ended at; 0: none yet */
+  uv_timer_t scan_timer;    /* the pause between scans */
   out_dest *dests;
   out_session *out_sessions;
   size_t nout_sessions;
@@ -190,16 +206,30 @@ pop3_session *maild__pop3_session_next(pop3_session *s);
 
 /* outbound.c */
 int maild__outbound_init(maild_server *srv, const maild_options *opt);
-/* Queues a committed message whose remote recipients wait; its first
-   attempt starts at once. Returns 0 or MAILD_ERR_NOMEM. */
-int maild__outbound_enqueue(maild_server *srv, const char *id,
-                            int64_t arrival_usec);
 /* Ends the outbound sessions (their recipients stay queued). */
 void maild__outbound_shutdown(maild_server *srv);
 /* 1 when no outbound session or attempt is left. */
 int maild__outbound_idle(const maild_server *srv);
 /* Frees the queue and routes (after every handle closed). */
 void maild__outbound_free(maild_server *srv);
+
+/* queue.c */
+/* Queues a committed message with recipients still pending: due at once,
+   or, when `tried` (its local deliveries failed just now), after the
+   schedule's first wait. When the window is full it may stay outside
+   memory; a scan of the spool finds it. */
+void maild__queue_add(maild_server *srv, const char *id, int64_t arrival_usec,
+                      int tried);
+/* The start-up rescan: no other scan may run from begin to end. `found`
+   holds the unheld valid messages due soonest (a pick of the window's
+   size, see queue/window.h), `held` counts the held ones; `found` is
+   consumed. */
+struct maild_due_pick;
+void maild__queue_rescan_begin(maild_server *srv);
+void maild__queue_rescan_end(maild_server *srv, struct maild_due_pick *found,
+                             size_t held);
+/* Frees every record and the index (after every handle closed). */
+void maild__queue_free(maild_server *srv);
 
 /* delivery.c */
 typedef struct delivery_rcpt {
@@ -250,9 +280,8 @@ struct delivery {
   size_t done_count;
   void (*done)(delivery *d, void *ud);
   void *ud;
-  int outbound_queued; /* handed to the outbound queue */
-  delivery *next;      /* retry list */
-  uint64_t retry_at;
+  int outbound_queued; /* handed to the queue */
+  delivery *next;      /* group-commit list */
 };
 
 delivery *maild__delivery_new(maild_server *srv);
@@ -271,10 +300,10 @@ int maild__delivery_add_rcpt(delivery *d, const char *orig, const char *domain,
                              size_t dlen, const char *local, size_t llen);
 /* Logs one line per recipient not logged yet (Postfix style). */
 void maild__delivery_log(delivery *d);
-/* After the session's done callback: frees `d`, or keeps it for a retry
-   when some recipients are still pending. */
+/* After the session's done callback: hands a message with recipients
+   still pending to the queue, and frees `d`. */
 void maild__delivery_done(delivery *d);
-/* Rescans the spool and delivers what it holds. */
+/* Rescans the spool and queues what it holds. */
 int maild__delivery_rescan(maild_server *srv);
 
 #endif

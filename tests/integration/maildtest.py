@@ -98,6 +98,8 @@ class Maild:
         return r
 
     def start(self, timeout=20):
+        # The log file lives on across restarts: wait for this run's line.
+        runs = len(re.findall(r"maild \S+ started as ", self.log()))
         self.err = open(self.stderr_path, "ab")
         env = dict(os.environ, **(self.env or {}))
         self.proc = subprocess.Popen(
@@ -116,7 +118,8 @@ class Maild:
             self.stop()
             raise RuntimeError("maild did not start: " + self.log())
         self.port = self.ports[self.listen[0]][0]
-        self.wait_log("started", timeout=timeout)
+        self.wait_log(r"maild \S+ started as ", timeout=timeout,
+                      count=runs + 1)
 
     def log(self):
         try:

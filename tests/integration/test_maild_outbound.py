@@ -12,8 +12,13 @@ times out; retried later), Q5 (connection lost after the final dot:
 retried, not lost), D7 (killed after the remote's 250, before the result
 is recorded: sent again, never lost), Q7 (CRLF only, dots as sent), Q1
 (with a fast clock: five days of retries on the schedule, then exactly one
-bounce) and Q9 (kill -9 with 1,000 messages queued: all delivered after
-the restart)."""
+bounce), Q9 (kill -9 with 1,000 messages queued: all delivered after
+the restart and a retry) and the queue's window: 50 messages with room
+for 5 in memory (never more in memory; all listed; holds and retry of
+messages outside memory; each delivered exactly once), a restart that
+loads at most the window and tries nothing before it is due (then a fast
+clock makes them due), and messages outside memory that expire and
+bounce; a local mailbox that was full is retried by the queue."""
 import email
 import json
 import os
@@ -241,7 +246,7 @@ r.check("queue hold", A.ctl("queue", "hold", ids[0]).returncode == 0)
 r.check("queue delete", A.ctl("queue", "delete", ids[2]).returncode == 0)
 bad = A.ctl("queue", "hold", "0" * 24, check=False)
 r.check("queue hold of an unknown id fails", bad.returncode != 0 and
-        "not in the outbound queue" in bad.stderr, bad.stderr)
+        "not in the queue" in bad.stderr, bad.stderr)
 wait_until(lambda: not any(ids[2] in f for f in A.spool_files()), 10)
 r.check("delete: the files are gone",
         not any(ids[2] in f for f in A.spool_files()), A.spool_files())
@@ -453,6 +458,169 @@ r.check("Q1: exactly one bounce, and nothing left in the queue",
         A.spool_files() == [], (len(bounces), A.spool_files()))
 A.stop()
 
+# ---- The queue's window: ten times more messages than records ----
+def in_memory(m):
+    """The daemon's count of queued messages in memory, from the summary
+    of `maildctl queue` (None if it has none)."""
+    out = m.ctl("queue").stdout
+    found = re.search(r"in memory: (\d+) \(queue-window (\d+)\)", out)
+    return (int(found.group(1)), int(found.group(2)), out) if found else None
+
+
+def window_subjects(msgs, prefix):
+    return sorted(re.search(rb"Subject: (%s \d+)" % prefix, g).group(1)
+                  for g in msgs if re.search(rb"Subject: %s \d+" % prefix, g))
+
+
+port = free_port()  # down: every first attempt fails
+A = sender("127.0.0.1:%d" % port, retry="1h", extra="queue-window 5\n")
+samples = []
+for i in range(50):
+    submit(A, ["w%d@elsewhere.test" % i],
+           body=b"Subject: window %d\r\n\r\nbody\r\n" % i)
+    if i % 5 == 4:
+        samples.append(in_memory(A))
+ok = A.wait_log("status=deferred", timeout=60, count=50)
+samples.append(in_memory(A))
+r.check("window: all 50 tried once though only 5 fit in memory", ok,
+        A.log().count("status=deferred"))
+r.check("window: never more than 5 messages in memory (%s)"
+        % [s_[0] for s_ in samples if s_],
+        all(s_ and s_[0] <= 5 and s_[1] == 5 for s_ in samples), samples)
+r.check("window: the summary says more wait in the spool",
+        "more wait in the spool" in samples[-1][2] and
+        "queue: 5 messages in memory (queue-window 5); more wait in the "
+        "spool" in A.log(), samples[-1][2])
+listing = json.loads(A.ctl("queue", "list", "--json").stdout)
+ids = [m_["id"] for m_ in listing]
+r.check("window: queue list shows all 50, in memory or not",
+        len(listing) == 50 and
+        all(m_["recipients"][0]["state"] == "pending" for m_ in listing),
+        len(listing))
+# The first arrival is in memory (due soonest), the last is not.
+r.check("window: hold one in memory and one in the spool only",
+        A.ctl("queue", "hold", ids[0]).returncode == 0 and
+        A.ctl("queue", "hold", ids[-1]).returncode == 0)
+bad = A.ctl("queue", "release", "0" * 24, check=False)
+r.check("window: an unknown id is refused", bad.returncode != 0 and
+        "not in the queue" in bad.stderr, bad.stderr)
+sink = Sink(port)
+r.check("window: queue retry", A.ctl("queue", "retry").returncode == 0)
+wait_until(lambda: len(sink.messages()) >= 48, 60)
+time.sleep(1.5)
+got = window_subjects(sink.messages(), b"window")
+r.check("window: after the retry the 48 not held arrive, once each",
+        len(got) == 48 and len(set(got)) == 48 and
+        b"window 0" not in got and b"window 49" not in got, len(got))
+r.check("window: release both held ones",
+        A.ctl("queue", "release", ids[0]).returncode == 0 and
+        A.ctl("queue", "release", ids[-1]).returncode == 0)
+wait_until(lambda: len(sink.messages()) >= 50, 30)
+time.sleep(1.5)
+got = window_subjects(sink.messages(), b"window")
+r.check("window: all 50 arrived exactly once",
+        len(got) == 50 and len(set(got)) == 50, len(got))
+wait_until(lambda: A.spool_files() == [], 10)
+r.check("window: the queue is empty after", A.spool_files() == [],
+        len(A.spool_files()))
+
+
+def nothing_outside(m):
+    found = in_memory(m)
+    return found if found and found[0] == 0 and \
+        "more wait" not in found[2] else None
+
+
+in_mem = wait_until(lambda: nothing_outside(A), 10) or in_memory(A)
+r.check("window: nothing in memory, and the daemon knows nothing waits",
+        in_mem and in_mem[0] == 0 and "more wait" not in in_mem[2] and
+        "queue: every queued message is in memory again" in A.log(), in_mem)
+
+# A restart with the queue full: the rescan loads at most the window, and
+# what is not due yet (an hour after each failed attempt) waits, though
+# the destination is up now; with a fast clock the hour passes and all go.
+sink.stop()
+for i in range(50):
+    submit(A, ["r%d@elsewhere.test" % i],
+           body=b"Subject: restart %d\r\n\r\nbody\r\n" % i)
+A.wait_log("to=<r49@elsewhere.test>.*status=deferred", timeout=60)
+r.check("restart: 50 deferred, due in an hour",
+        A.wait_log(r"to=<r\d+@elsewhere.test>.*status=deferred", timeout=30,
+                   count=50))
+A.stop()
+sink = Sink(port)
+before = len(A.log())
+A.start()
+time.sleep(3)
+after = A.log()[before:]
+r.check("restart: nothing tried at once after the restart",
+        sink.messages() == [] and "to=<r" not in after, after[-600:])
+in_mem = in_memory(A)
+r.check("restart: the rescan loaded at most the window",
+        in_mem and in_mem[0] <= 5 and "more wait in the spool" in in_mem[2],
+        in_mem)
+A.stop()
+A.env = {"MAILD_CLOCK_SCALE": "3600"}  # an hour a second
+A.start()
+wait_until(lambda: len(sink.messages()) >= 50, 60)
+time.sleep(1.5)
+got = window_subjects(sink.messages(), b"restart")
+r.check("restart: with a fast clock all 50 go when due, exactly once",
+        len(got) == 50 and len(set(got)) == 50, len(got))
+wait_until(lambda: A.spool_files() == [], 10)
+r.check("restart: the queue is empty after", A.spool_files() == [],
+        len(A.spool_files()))
+sink.stop()
+r.check("window: SIGTERM exits 0 (no leak, no sanitizer report)",
+        A.stop() == 0, A.log()[-800:])
+
+# Messages outside memory still expire: the lifetime (2 h, two seconds at
+# this clock) ends while most of the 10 wait in the spool; each bounces.
+port = free_port()
+A = Maild(users={ALICE: PW}, listen=("smtp", "submission"),
+          extra="route * 127.0.0.1:%d\nqueue-window 3\nretry-first 30m\n"
+          "retry-max 1h\nqueue-lifetime 2h\n" % port,
+          env={"MAILD_CLOCK_SCALE": "3600"})
+for i in range(10):
+    submit(A, ["x%d@elsewhere.test" % i],
+           body=b"Subject: expire %d\r\n\r\nbody\r\n" % i)
+A.wait_log(r"status=expired", timeout=60, count=10)
+bounces = A.mailbox(ALICE, wait=20, count=10)
+wait_until(lambda: A.spool_files() == [], 20)
+r.check("window: 10 expired with a window of 3, one bounce each",
+        A.log().count("status=expired") == 10 and len(bounces) == 10 and
+        all(b"Status: 5.4.7" in b_ for b_ in bounces) and
+        A.spool_files() == [],
+        (A.log().count("status=expired"), len(bounces), A.spool_files()))
+r.check("window: expiry: SIGTERM exits 0", A.stop() == 0, A.log()[-800:])
+
+# ---- A local mailbox that failed is retried by the queue ----
+BOB = "bob@example.test"
+A = Maild(users={ALICE: PW, BOB: "pw"}, extra="quota 2k\n",
+          env={"MAILD_CLOCK_SCALE": "3600"})
+with smtplib.SMTP("127.0.0.1", A.port, timeout=30) as s_:
+    s_.sendmail("someone@far.test", [BOB], b"Subject: first\r\n\r\nx\r\n")
+A.mailbox(BOB, wait=10)
+big = os.path.join(A.mailbox_dir(BOB), "new", "big")
+with open(big, "wb") as f:
+    f.write(b"x" * 4096)  # bob is over quota now
+with smtplib.SMTP("127.0.0.1", A.port, timeout=30) as s_:
+    refused = s_.sendmail("someone@far.test", [ALICE, BOB],
+                          b"Subject: local retry\r\n\r\ny\r\n")
+r.check("local retry: accepted, alice has it, bob's is deferred",
+        refused == {} and len(A.mailbox(ALICE, wait=10)) == 1 and
+        A.wait_log(r"to=<bob@example.test>.*status=deferred", timeout=10),
+        A.log()[-600:])
+os.unlink(big)
+got = A.mailbox(BOB, wait=20, count=2)
+wait_until(lambda: A.spool_files() == [], 10)
+r.check("local retry: bob gets it from the queue, alice not twice",
+        len(got) == 2 and any(b"local retry" in g for g in got) and
+        len(A.mailbox(ALICE)) == 1 and A.spool_files() == [] and
+        re.search(r"to=<bob@example.test>, relay=local, .*status=sent",
+                  A.log()), A.log()[-600:])
+r.check("local retry: SIGTERM exits 0", A.stop() == 0, A.log()[-800:])
+
 # ---- Q9: kill -9 with 1,000 messages queued ----
 port = free_port()
 A = sender("127.0.0.1:%d" % port, retry="1h")
@@ -466,6 +634,10 @@ queued = len([f for f in A.spool_files()
 r.check("Q9: 1,000 messages queued at the kill", queued == 1000, queued)
 sink = Sink(port)
 A.start()
+# Each is due an hour after its failed attempt (the spool keeps the time
+# across the restart): the administrator asks for them now.
+r.check("Q9: queue retry after the restart",
+        A.ctl("queue", "retry").returncode == 0)
 wait_until(lambda: len(sink.messages()) >= 1000, 120)
 r.check("Q9: all 1,000 delivered after the restart",
         len(sink.messages()) == 1000, len(sink.messages()))

@@ -298,6 +298,11 @@ static const struct error_case syntax_errors[] = {
     {"max-connections-per-ip 1000001\n",
      "maild.conf:1: max-connections-per-ip: '1000001' is out of range (1 to "
      "1000000)"},
+    {"queue-window 0\n",
+     "maild.conf:1: queue-window: '0' is out of range (1 to 100000000)"},
+    {"queue-window 100000001\n",
+     "maild.conf:1: queue-window: '100000001' is out of range (1 to "
+     "100000000)"},
     {"timeout-command 9ms\n",
      "maild.conf:1: timeout-command: '9ms' is out of range (10ms to 1d)"},
     {"timeout-data 25h\n",
@@ -749,7 +754,8 @@ static void test_apply_options(void **state) {
                   "max-connections 20\n"
                   "max-connections-per-ip 2\n"
                   "timeout-command 1m\n"
-                  "timeout-data 20s\n");
+                  "timeout-data 20s\n"
+                  "queue-window 5\n");
   assert_int_equal(maild_config_apply_options(&cfg, opt, err, sizeof(err)), 0);
   assert_string_equal(maild_options_get_string(opt, MAILD_OPT_HOSTNAME),
                       "mx.example");
@@ -763,6 +769,7 @@ static void test_apply_options(void **state) {
   assert_int_equal(maild_options_get_uint(opt, MAILD_OPT_TIMEOUT_COMMAND),
                    60000);
   assert_int_equal(maild_options_get_uint(opt, MAILD_OPT_TIMEOUT_DATA), 20000);
+  assert_int_equal(maild_options_get_uint(opt, MAILD_OPT_QUEUE_WINDOW), 5);
 
   /* A configuration edited by hand past a limit. */
   cfg.max_recipients = 5;
@@ -781,6 +788,7 @@ static void test_apply_options(void **state) {
   assert_int_equal(maild_config_defaults(&cfg), 0);
   assert_int_equal(maild_config_apply_options(&cfg, opt, err, sizeof(err)), 0);
   assert_int_equal(maild_options_get_uint(opt, MAILD_OPT_QUOTA_PERMANENT), 0);
+  assert_int_equal(maild_options_get_uint(opt, MAILD_OPT_QUEUE_WINDOW), 10000);
   maild_config_free(&cfg);
   maild_options_del(opt);
 }

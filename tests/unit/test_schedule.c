@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <limits.h>
 
 #include "queue/schedule.h"
 
@@ -77,11 +78,72 @@ static void test_lifetime_edges(void **state) {
   assert_int_equal(maild__retry_warn_due(&p, 10, 5), 0);
 }
 
+/* A message read back from the spool has no attempt count: it is worked
+   out from its arrival and due times, and gives back the count that made
+   each due time of the schedule, so the waits go on doubling. */
+static void test_attempts_from_due_time(void **state) {
+  maild_retry_policy p;
+  uint64_t arrival = UINT64_C(1764200000000), now = arrival, next;
+  unsigned attempt = 0;
+
+  (void)state;
+  maild__retry_policy_default(&p);
+  /* Never tried: due at arrival or a little after (its commit). */
+  assert_int_equal(maild__retry_attempts(&p, arrival, arrival), 0);
+  assert_int_equal(maild__retry_attempts(&p, arrival, arrival + 1500), 0);
+  assert_int_equal(maild__retry_attempts(&p, arrival, arrival - 1), 0);
+  assert_int_equal(maild__retry_attempts(&p, arrival, 0), 0);
+  for (;;) {
+    attempt++;
+    next = maild__retry_next(&p, arrival, now, attempt);
+    if (next == 0)
+      break;
+    if (next == arrival + p.lifetime_ms) { /* the last wait, cut short */
+      assert_int_equal(maild__retry_attempts(&p, arrival, next), attempt - 1);
+    } else {
+      assert_int_equal(maild__retry_attempts(&p, arrival, next), attempt);
+      /* Attempts that came late still count as theirs. */
+      assert_int_equal(maild__retry_attempts(&p, arrival, next + 60000u),
+                       attempt);
+    }
+    now = next;
+  }
+  assert_int_equal(attempt, 36);
+  /* Tried once: due 5 min on; the next wait is then 10 min. */
+  assert_int_equal(maild__retry_attempts(&p, arrival, arrival + 5 * MIN), 1);
+  assert_int_equal(maild__retry_attempts(&p, arrival, arrival + 5 * MIN - 1),
+                   0);
+  assert_int_equal(maild__retry_attempts(&p, arrival, arrival + 15 * MIN), 2);
+}
+
+/* Far due times with a tiny cap take no long loop and never wrap. */
+static void test_attempts_bounded(void **state) {
+  maild_retry_policy p;
+
+  (void)state;
+  maild__retry_policy_default(&p);
+  p.first_ms = 1;
+  p.max_ms = 2;
+  /* Waits 1, 2, 2, 2...: after k >= 1 attempts the next is due at 2k - 1. */
+  assert_int_equal(maild__retry_attempts(&p, 0, 1), 1);
+  assert_int_equal(maild__retry_attempts(&p, 0, 3), 2);
+  assert_int_equal(maild__retry_attempts(&p, 0, 4), 2);
+  assert_int_equal(maild__retry_attempts(&p, 0, UINT64_C(1999999999)),
+                   1000000000u);
+  assert_int_equal(maild__retry_attempts(&p, 0, UINT64_C(2000000001)),
+                   1000000001u);
+  assert_int_equal(maild__retry_attempts(&p, 0, UINT64_MAX), UINT_MAX);
+  p.max_ms = UINT64_MAX; /* doubling never reaches the cap */
+  assert_int_equal(maild__retry_attempts(&p, 0, UINT64_MAX), 64);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_delays_double_to_cap),
       cmocka_unit_test(test_q1_five_days),
       cmocka_unit_test(test_lifetime_edges),
+      cmocka_unit_test(test_attempts_from_due_time),
+      cmocka_unit_test(test_attempts_bounded),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

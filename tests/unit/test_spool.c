@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "maild/error.h"
@@ -127,6 +128,13 @@ static uint8_t *read_file(const char *dir, const char *sub, const char *name,
   close(fd);
   *len = (size_t)st.st_size;
   return p;
+}
+
+static void unlink_in(const char *dir, const char *sub, const char *name) {
+  char path[512];
+
+  snprintf(path, sizeof(path), "%s/%s/%s", dir, sub, name);
+  assert_int_equal(unlink(path), 0);
 }
 
 static void clear_dir(const char *dir, const char *sub) {
@@ -504,7 +512,7 @@ static void test_commit_load_read_remove(void **state) {
 
   /* Record a recipient's state durably. */
   e->rcpt[0].state = MAILD_RCPT_DONE;
-  assert_int_equal(maild__spool_update(sp, e), 0);
+  assert_int_equal(maild__spool_update(sp, e, 0), 0);
   maild__spool_envelope_free(sp, e);
   assert_int_equal(maild__spool_load(sp, id, &e), 0);
   assert_int_equal(e->rcpt[0].state, MAILD_RCPT_DONE);
@@ -528,7 +536,7 @@ static void test_commit_load_read_remove(void **state) {
   assert_int_equal(count_files(dir, "queue"), 0);
   assert_int_equal(maild__spool_remove(sp, id), MAILD_ERR_NOT_FOUND);
   assert_int_equal(maild__spool_load(sp, id, &e), MAILD_ERR_NOT_FOUND);
-  assert_int_equal(maild__spool_update(sp, &(maild_envelope){.id = ""}),
+  assert_int_equal(maild__spool_update(sp, &(maild_envelope){.id = ""}, 0),
                    MAILD_ERR_INVAL);
   assert_int_equal(maild__spool_open_msg(sp, id, &fd), MAILD_ERR_NOT_FOUND);
   assert_int_equal(maild__spool_open_msg(sp, "../x", &fd), MAILD_ERR_INVAL);
@@ -626,7 +634,7 @@ static void test_update_of_removed_message(void **state) {
   assert_int_equal(store(sp, msg, 100, 7, id), 0);
   assert_int_equal(maild__spool_load(sp, id, &e), 0);
   assert_int_equal(maild__spool_remove(sp, id), 0);
-  assert_int_equal(maild__spool_update(sp, e), MAILD_ERR_NOT_FOUND);
+  assert_int_equal(maild__spool_update(sp, e, 0), MAILD_ERR_NOT_FOUND);
   assert_int_equal(count_files(dir, "queue"), 0);
   maild__spool_envelope_free(sp, e);
   maild__spool_close(sp);
@@ -879,7 +887,7 @@ static void test_update_fail_every_call(void **state) {
     r->fail_at = total == 0 ? 0 : k;
     r->fail_errno = EIO;
     r->nlog = 0;
-    rc = maild__spool_update(sp, e);
+    rc = maild__spool_update(sp, e, 0);
     if (total == 0) { /* first round: count the calls */
       assert_int_equal(rc, 0);
       total = r->calls;
@@ -1189,6 +1197,190 @@ static void test_scan_callback_stops(void **state) {
   remove_tmpdir(dir);
 }
 
+/* ---- Due times ---- */
+
+typedef struct listed {
+  int n, held;
+  char id[4][MAILD_SPOOL_ID_LEN + 1];
+  uint64_t due[4];
+  int stop_after; /* stop the walk after this many; 0: never */
+} listed;
+
+static int on_listed(const char *id, uint64_t due, int held, void *ud) {
+  listed *l = ud;
+
+  assert_int_equal(strlen(id), MAILD_SPOOL_ID_LEN);
+  if (l->n < 4) {
+    snprintf(l->id[l->n], sizeof(l->id[0]), "%s", id);
+    l->due[l->n] = due;
+  }
+  l->n++;
+  l->held += held;
+  return l->stop_after > 0 && l->n == l->stop_after ? MAILD_ERR_CALLBACK : 0;
+}
+
+static uint64_t listed_due(const listed *l, const char *id) {
+  int i;
+
+  for (i = 0; i < l->n && i < 4; i++)
+    if (strcmp(l->id[i], id) == 0)
+      return l->due[i];
+  fail_msg("%s not listed", id);
+  return 0;
+}
+
+typedef struct due_seen {
+  uint64_t due;
+  int valid, held;
+} due_seen;
+
+static int on_item_due(maild_spool_scan_item *it, void *ud) {
+  due_seen *d = ud;
+
+  if (it->kind == MAILD_SPOOL_VALID) {
+    d->due = it->due_ms;
+    d->valid++;
+    d->held += it->held;
+  }
+  return 0;
+}
+
+/* The time of the next attempt is the envelope's modification time: a new
+   message is due at its commit, an update or set_due moves it (to the
+   millisecond), the listing reports it with the holds and skips anything
+   that is not an envelope, and the start-up scan reports both too. */
+static void test_due_times(void **state) {
+  const uint64_t later = UINT64_C(2000000000123), sooner = 1700000000456u;
+  char *dir = make_tmpdir(), a[MAILD_SPOOL_ID_LEN + 1],
+       b[MAILD_SPOOL_ID_LEN + 1], c[MAILD_SPOOL_ID_LEN + 1];
+  uint8_t *msg = message(300, 14);
+  uint64_t due, now = (uint64_t)time(NULL) * 1000u;
+  maild_envelope *e;
+  maild_spool *sp;
+  due_seen seen;
+  listed l;
+  (void)state;
+
+  assert_int_equal(maild__spool_open(&sp, dir, NULL, NULL), 0);
+  assert_int_equal(store(sp, msg, 300, 1, a), 0);
+  assert_int_equal(store(sp, msg, 300, 2, b), 0);
+  assert_int_equal(store(sp, msg, 300, 3, c), 0);
+  assert_int_equal(maild__spool_due(sp, a, &due), 0);
+  assert_true(due + 60000u >= now && due <= now + 60000u); /* its commit */
+
+  /* An update carries the due time, and 0 leaves the time of writing. */
+  assert_int_equal(maild__spool_load(sp, a, &e), 0);
+  assert_int_equal(maild__spool_update(sp, e, later), 0);
+  assert_int_equal(maild__spool_due(sp, a, &due), 0);
+  assert_true(due == later);
+  assert_int_equal(maild__spool_update(sp, e, 0), 0);
+  assert_int_equal(maild__spool_due(sp, a, &due), 0);
+  assert_true(due + 60000u >= now && due <= now + 60000u);
+  assert_int_equal(maild__spool_update(sp, e, later), 0);
+  maild__spool_envelope_free(sp, e);
+  assert_int_equal(maild__spool_set_due(sp, b, sooner), 0);
+  assert_int_equal(maild__spool_due(sp, b, &due), 0);
+  assert_true(due == sooner);
+  assert_int_equal(maild__spool_set_due(sp, "00060a2418202240000000ff", 1),
+                   MAILD_ERR_NOT_FOUND);
+  assert_int_equal(maild__spool_due(sp, "00060a2418202240000000ff", &due),
+                   MAILD_ERR_NOT_FOUND);
+  assert_int_equal(maild__spool_set_due(sp, "../x", 1), MAILD_ERR_INVAL);
+  assert_int_equal(maild__spool_due(sp, "0123", &due), MAILD_ERR_INVAL);
+
+  /* The listing: three envelopes, one held; no .msg, no stray name. */
+  write_file(dir, "queue", "junk", "x", 1);
+  write_file(dir, "queue", "00060a24182022400000abcd.msg", "x", 1);
+  memset(&l, 0, sizeof(l));
+  assert_int_equal(maild__spool_list(sp, on_listed, &l), 0);
+  assert_int_equal(l.n, 3);
+  assert_int_equal(l.held, 0);
+  assert_true(listed_due(&l, a) == later);
+  assert_true(listed_due(&l, b) == sooner);
+  assert_int_equal(maild__spool_hold(sp, c, 1), 0);
+  memset(&l, 0, sizeof(l));
+  assert_int_equal(maild__spool_list(sp, on_listed, &l), 0);
+  assert_int_equal(l.n, 3);
+  assert_int_equal(l.held, 1);
+  memset(&l, 0, sizeof(l));
+  l.stop_after = 2;
+  assert_int_equal(maild__spool_list(sp, on_listed, &l), MAILD_ERR_CALLBACK);
+  assert_int_equal(l.n, 2);
+  assert_int_equal(maild__spool_list(sp, NULL, &l), MAILD_ERR_INVAL);
+
+  /* The start-up scan reports the due time of a valid message. */
+  unlink_in(dir, "queue", "junk");
+  unlink_in(dir, "queue", "00060a24182022400000abcd.msg");
+  assert_int_equal(maild__spool_remove(sp, b), 0);
+  assert_int_equal(maild__spool_remove(sp, c), 0);
+  memset(&seen, 0, sizeof(seen));
+  assert_int_equal(maild__spool_scan(sp, on_item_due, &seen), 0);
+  assert_int_equal(seen.valid, 1);
+  assert_int_equal(seen.held, 0);
+  assert_true(seen.due == later);
+  assert_int_equal(maild__spool_hold(sp, a, 1), 0); /* and with its hold */
+  memset(&seen, 0, sizeof(seen));
+  assert_int_equal(maild__spool_scan(sp, on_item_due, &seen), 0);
+  assert_int_equal(seen.valid, 1);
+  assert_int_equal(seen.held, 1);
+  maild__spool_close(sp);
+  free(msg);
+  remove_tmpdir(dir);
+}
+
+/* The listing reads hold/ into memory: every allocation of it fails in
+   turn (70 holds: the list of names grows twice), without a leak. */
+static void test_list_nomem(void **state) {
+  char *dir = make_tmpdir(), id[MAILD_SPOOL_ID_LEN + 1];
+  uint8_t *msg = message(300, 15);
+  maild_spool *sp;
+  testmem tm;
+  listed l;
+  size_t n;
+  int rc, i;
+  (void)state;
+
+  assert_int_equal(maild__spool_open(&sp, dir, NULL, NULL), 0);
+  assert_int_equal(store(sp, msg, 300, 1, id), 0);
+  for (i = 0; i < 70; i++) {
+    char held[MAILD_SPOOL_ID_LEN + 1];
+    snprintf(held, sizeof(held), "00060a24182022400000%04x", (unsigned)i);
+    assert_int_equal(maild__spool_hold(sp, held, 1), 0);
+  }
+  assert_int_equal(maild__spool_hold(sp, id, 1), 0);
+  maild__spool_close(sp);
+  for (n = 1;; n++) {
+    testmem_init(&tm, 0);
+    assert_int_equal(maild__spool_open(&sp, dir, NULL, &tm.mem), 0);
+    tm.fail_at = tm.calls + n;
+    memset(&l, 0, sizeof(l));
+    rc = maild__spool_list(sp, on_listed, &l);
+    maild__spool_close(sp);
+    assert_int_equal(tm.live, 0);
+    if (rc == 0)
+      break;
+    assert_int_equal(rc, MAILD_ERR_NOMEM);
+  }
+  assert_int_equal(n, 3); /* two allocations, then none fails */
+  assert_int_equal(l.n, 1);
+  assert_int_equal(l.held, 1);
+  free(msg);
+  remove_tmpdir(dir);
+}
+
+/* The arrival time an id carries. */
+static void test_id_arrival(void **state) {
+  (void)state;
+  assert_true(maild__spool_id_arrival("00060a2418202240deadbeef") ==
+              INT64_C(0x00060a2418202240));
+  assert_true(maild__spool_id_arrival("0000000000000000ffffffff") == 0);
+  assert_true(maild__spool_id_arrival("7fffffffffffffff00000000") == INT64_MAX);
+  assert_true(maild__spool_id_arrival("8000000000000000ffffffff") == -1);
+  assert_true(maild__spool_id_arrival("00060A2418202240deadbeef") == -1);
+  assert_true(maild__spool_id_arrival("00060a2418202240") == -1);
+  assert_true(maild__spool_id_arrival(NULL) == -1);
+}
+
 /* Every allocation of open, begin, write, commit, load and scan fails in
    turn: the error is NOMEM, nothing leaks, no file is left half made, and
    a scan short of memory never sets a valid message aside. */
@@ -1320,6 +1512,9 @@ int main(void) {
       cmocka_unit_test(test_nomem_sweep),
       cmocka_unit_test(test_concurrent_writers),
       cmocka_unit_test(test_room),
+      cmocka_unit_test(test_due_times),
+      cmocka_unit_test(test_id_arrival),
+      cmocka_unit_test(test_list_nomem),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
