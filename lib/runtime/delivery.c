@@ -21,6 +21,7 @@
 #include "core/mem.h"
 #include "maild/error.h"
 #include "proto/received.h"
+#include "queue/dsn.h"
 #include "queue/window.h"
 
 #include <errno.h>
@@ -56,6 +57,7 @@ void maild__delivery_free(delivery *d) {
   }
   maild__free(m, d->rcpts);
   maild__buf_free(&d->body, m);
+  maild__buf_free(&d->report, m);
   maild__free(m, d->sender);
   maild__free(m, d->envid);
   maild__free(m, d->helo);
@@ -220,6 +222,54 @@ static int stage(delivery *d) {
   return err;
 }
 
+/* The NOTIFY=SUCCESS report on the recipients delivered into mailboxes
+   now (`fresh`), built while the spool file is open; it is sent only if
+   the message is accepted (maild__delivery_done). */
+static void build_report(delivery *d, int fd, const uint8_t *fresh) {
+  static const char diag[] = "250 2.0.0 Delivered to mailbox";
+  maild_dsn_rcpt *dr;
+  maild_report rep;
+  size_t i, n = 0;
+
+  if (d->sender == NULL || d->sender[0] == '\0')
+    return;
+  for (i = 0; i < d->nrcpts; i++)
+    n += fresh[i] && (d->rcpts[i].notify & MAILD_NOTIFY_SUCCESS) &&
+         !(d->rcpts[i].notify & MAILD_NOTIFY_NEVER);
+  if (n == 0)
+    return;
+  dr = maild__calloc(&d->srv->mem, n, sizeof(*dr));
+  if (dr == NULL)
+    return;
+  for (i = n = 0; i < d->nrcpts; i++) {
+    const delivery_rcpt *r = &d->rcpts[i];
+    if (!fresh[i] || !(r->notify & MAILD_NOTIFY_SUCCESS) ||
+        (r->notify & MAILD_NOTIFY_NEVER))
+      continue;
+    dr[n].addr = r->addr;
+    dr[n].orcpt = r->orig;
+    dr[n].action = "delivered";
+    dr[n].status = "2.0.0";
+    dr[n].remote_mta = "";
+    dr[n].diag = diag;
+    n++;
+  }
+  memset(&rep, 0, sizeof(rep));
+  rep.id = d->id;
+  rep.sender = d->sender;
+  rep.envid = d->envid;
+  rep.arrival_usec = d->arrival_usec;
+  rep.ret_full = d->ret == MAILD_RET_FULL;
+  rep.fd = fd;
+  rep.msg_size = d->msg_size;
+  rep.return_path_len = d->return_path_len;
+  rep.rcpts = dr;
+  rep.nrcpts = n;
+  maild__buf_free(&d->report, &d->srv->mem);
+  (void)maild__report_build(d->srv, &rep, &d->report);
+  maild__free(&d->srv->mem, dr);
+}
+
 /* Delivers to every local recipient; returns how many are done. The
    store's barrier is left to the caller (group commit). */
 static size_t deliver_all(delivery *d) {
@@ -228,6 +278,7 @@ static size_t deliver_all(delivery *d) {
   maild_store_result res;
   char name[MAILD_SPOOL_NAME_SIZE];
   size_t i, done = 0;
+  uint8_t *fresh;
   int fd;
 
   if (maild__spool_open_msg(srv->spool, d->id, &fd) != 0 ||
@@ -247,6 +298,9 @@ static size_t deliver_all(delivery *d) {
   msg.link_dirfd = maild__spool_queue_fd(srv->spool);
   msg.link_name = name;
   msg.queue_id = d->id;
+  /* Which recipients this call delivers (for a success report); without
+     it, there is no report. */
+  fresh = maild__calloc(&srv->mem, d->nrcpts, 1);
   for (i = 0; i < d->nrcpts; i++) {
     delivery_rcpt *r = &d->rcpts[i];
     if (r->done) {
@@ -262,8 +316,13 @@ static size_t deliver_all(delivery *d) {
     r->done = r->status == 0;
     if (r->done) /* kept in case the barrier fails */
       r->store_id = maild__strndup(&srv->mem, res.id, strlen(res.id));
+    if (fresh != NULL)
+      fresh[i] = (uint8_t)r->done;
     done += (size_t)r->done;
   }
+  if (fresh != NULL)
+    build_report(d, fd, fresh);
+  maild__free(&srv->mem, fresh);
   close(fd);
   return done;
 }
@@ -551,6 +610,9 @@ void maild__delivery_done(delivery *d) {
     d->outbound_queued = 1;
     maild__queue_add(srv, d->id, d->arrival_usec, remote_count(d) == 0);
   }
+  if (d->result == 0 && d->id[0] != '\0')
+    maild__report_send(srv, d->id, d->sender, d->smtputf8, &d->report,
+                       "success");
   maild__delivery_free(d);
 }
 

@@ -48,8 +48,6 @@
 #define RESULT_TEMP  3u    /* a temporary failure: retried */
 #define RESULT_INJOB 4u    /* in a job of the attempt, no result yet */
 #define MSGS_ACTIVE  1000u /* attempts in flight at once */
-#define FULL_MAX     (1024u * 1024u) /* RET=FULL up to this, else headers */
-#define HEADERS_MAX  (64u * 1024u)   /* header section read for a bounce */
 
 typedef struct out_job out_job;
 
@@ -256,21 +254,24 @@ static void log_result(out_msg *m, size_t i, const char *relay,
              r->local ? r->enhanced : "", n, text);
 }
 
-/* Keeps what the bounce will say about recipient `i`. */
-static void note_failure(out_msg *m, size_t i, const char *relay,
-                         const maild_smtp_client_reply *r) {
+/* Keeps what a report will say about recipient `i`: `action` NULL for a
+   failure, else "delivered" or "relayed". */
+static void note(out_msg *m, size_t i, const char *relay,
+                 const maild_smtp_client_reply *r, const char *action) {
   out_fail *f;
   size_t n;
 
   if (m->fail == NULL)
     m->fail = maild__calloc(&m->srv->mem, m->env->nrcpt, sizeof(*m->fail));
   if (m->fail == NULL)
-    return; /* the bounce says less */
+    return; /* the bounce says less; no success report */
   f = &m->fail[i];
+  f->action = action;
   snprintf(f->status, sizeof(f->status), "%s",
            r->enhanced[0]   ? r->enhanced
            : r->code >= 500 ? "5.0.0"
-                            : "4.0.0");
+           : r->code >= 400 ? "4.0.0"
+                            : "2.0.0");
   snprintf(f->relay, sizeof(f->relay), "%s", r->local ? "" : relay);
   n = (size_t)snprintf(f->diag, sizeof(f->diag), "%d ", r->code);
   if (r->local && r->enhanced[0])
@@ -283,17 +284,24 @@ static void note_failure(out_msg *m, size_t i, const char *relay,
   }
 }
 
+/* The result of recipient `i`. On success, `action` says what a
+   NOTIFY=SUCCESS report would call it ("delivered", "relayed"), or NULL
+   when the next server reports itself (it took the DSN parameters). */
 static void set_result(out_msg *m, size_t i, const char *relay,
-                       const maild_smtp_client_reply *r) {
+                       const maild_smtp_client_reply *r, const char *action) {
+  unsigned notify = m->env->rcpt[i].notify;
   const char *status;
 
   if (r->code >= 200 && r->code < 300) {
     m->result[i] = MAILD_RCPT_DONE;
     status = "sent";
+    if (action != NULL && (notify & MAILD_NOTIFY_SUCCESS) &&
+        !(notify & MAILD_NOTIFY_NEVER))
+      note(m, i, relay, r, action);
   } else if (r->code >= 500) {
     m->result[i] = MAILD_RCPT_FAILED;
     status = "bounced";
-    note_failure(m, i, relay, r);
+    note(m, i, relay, r, NULL);
   } else {
     m->result[i] = RESULT_TEMP;
     status = "deferred";
@@ -322,7 +330,7 @@ static void job_fail(out_job *j, const char *relay, int code, const char *enh,
   size_t k;
 
   for (k = 0; k < j->n; k++)
-    set_result(j->m, j->idx[k], relay, &r);
+    set_result(j->m, j->idx[k], relay, &r, NULL);
   job_finish(j);
 }
 
@@ -539,9 +547,11 @@ static void on_rcpt(maild_smtp_client *c, size_t index,
                     const maild_smtp_client_reply *r, void *ud) {
   out_session *s = ud;
 
-  (void)c;
   if (s->job != NULL && index < s->job->n)
-    set_result(s->job->m, s->job->idx[index], s->dest->name, r);
+    set_result(s->job->m, s->job->idx[index], s->dest->name, r,
+               (maild_smtp_client_extensions(c) & MAILD_SMTP_EXT_DSN)
+                   ? NULL
+                   : "relayed");
 }
 
 static void on_message(maild_smtp_client *c, const maild_smtp_client_reply *r,
@@ -988,7 +998,7 @@ static void local_done(uv_work_t *req, int status) {
   srv->jobs--;
   for (k = 0; k < l->n; k++) {
     local_reply(srv, l->status[k], &r);
-    set_result(m, l->idx[k], "local", &r);
+    set_result(m, l->idx[k], "local", &r, "delivered");
   }
   maild__free(&srv->mem, l->idx);
   maild__free(&srv->mem, l->status);
@@ -1185,67 +1195,62 @@ static void start_attempt(out_msg *m) {
 }
 
 /*
- * The notification for the recipients that failed in this attempt, unless
- * the message is itself a notification (null sender) or they asked for
- * none (NOTIFY=NEVER). Runs on the worker: reads the original's header
- * section (or all of it, with RET=FULL, up to FULL_MAX).
+ * The reports on this attempt: a bounce for the recipients that failed
+ * (unless the message is itself a report, null sender, or they asked
+ * NOTIFY=NEVER or without FAILURE), and a success report for those done
+ * that asked NOTIFY=SUCCESS (delivered here, or relayed to a server
+ * without DSN). On the worker, while the spool file is open.
  */
-static void build_bounce(out_msg *m) {
+static void build_reports(out_msg *m) {
   maild_server *srv = m->srv;
   const maild_envelope *env = m->env;
   maild_dsn_rcpt *dr;
-  maild_dsn dsn;
-  uint8_t *orig;
-  size_t i, n = 0, want;
-  uint64_t body = env->msg_size - env->return_path_len;
-  ssize_t got;
-  uv_timeval64_t tv;
+  maild_report rep;
+  size_t i, nf = 0, ns = 0;
+
+  static const out_fail none = {NULL, "", "", ""};
 
   if (env->sender[0] == '\0' || m->result == NULL)
     return;
   dr = maild__calloc(&srv->mem, env->nrcpt, sizeof(*dr));
   if (dr == NULL)
     return;
+  /* Failures fill dr from the front, successes from the back. */
   for (i = 0; i < env->nrcpt; i++) {
-    const out_fail *f = m->fail != NULL ? &m->fail[i] : NULL;
-    if (m->result[i] != MAILD_RCPT_FAILED ||
-        (env->rcpt[i].notify & MAILD_NOTIFY_NEVER) ||
-        (env->rcpt[i].notify != 0 &&
-         !(env->rcpt[i].notify & MAILD_NOTIFY_FAILURE)))
+    const out_fail *f = m->fail != NULL ? &m->fail[i] : &none;
+    unsigned notify = env->rcpt[i].notify;
+    maild_dsn_rcpt *r;
+
+    if (m->result[i] == MAILD_RCPT_FAILED && f->action == NULL &&
+        !(notify & MAILD_NOTIFY_NEVER) &&
+        (notify == 0 || (notify & MAILD_NOTIFY_FAILURE)))
+      r = &dr[nf++];
+    else if (m->result[i] == MAILD_RCPT_DONE && f->action != NULL)
+      r = &dr[env->nrcpt - ++ns];
+    else
       continue;
-    dr[n].addr = env->rcpt[i].addr;
-    dr[n].orcpt = env->rcpt[i].orcpt;
-    dr[n].action = "failed";
-    dr[n].status = f != NULL && f->status[0] ? f->status : "5.0.0";
-    dr[n].remote_mta = f != NULL ? f->relay : "";
-    dr[n].diag = f != NULL ? f->diag : "";
-    n++;
+    r->addr = env->rcpt[i].addr;
+    r->orcpt = env->rcpt[i].orcpt;
+    r->action = f->action != NULL ? f->action : "failed";
+    r->status = f->status[0] ? f->status : "5.0.0";
+    r->remote_mta = f->relay;
+    r->diag = f->diag;
   }
-  want = env->ret == MAILD_RET_FULL && body <= FULL_MAX ? (size_t)body
-                                                        : HEADERS_MAX;
-  if (want > body)
-    want = (size_t)body;
-  orig = n > 0 ? maild__malloc(&srv->mem, want + 1) : NULL;
-  got =
-      orig != NULL ? pread(m->fd, orig, want, (off_t)env->return_path_len) : -1;
-  if (got >= 0) {
-    uv_gettimeofday(&tv);
-    memset(&dsn, 0, sizeof(dsn));
-    dsn.hostname = srv->hostname;
-    dsn.id = m->id;
-    dsn.to = env->sender;
-    dsn.arrival = m->arrival_usec / 1000000;
-    dsn.now = tv.tv_sec;
-    dsn.full = env->ret == MAILD_RET_FULL && body <= FULL_MAX;
-    dsn.rcpts = dr;
-    dsn.nrcpts = n;
-    dsn.original = orig;
-    dsn.original_len = (size_t)got;
-    maild__buf_init(&m->bounce, 4 * FULL_MAX);
-    if (maild__dsn_build(&dsn, &m->bounce, &srv->mem) != 0)
-      maild__buf_free(&m->bounce, &srv->mem);
-  }
-  maild__free(&srv->mem, orig);
+  memset(&rep, 0, sizeof(rep));
+  rep.id = m->id;
+  rep.sender = env->sender;
+  rep.envid = env->envid;
+  rep.arrival_usec = m->arrival_usec;
+  rep.ret_full = env->ret == MAILD_RET_FULL;
+  rep.fd = m->fd;
+  rep.msg_size = env->msg_size;
+  rep.return_path_len = env->return_path_len;
+  rep.rcpts = dr;
+  rep.nrcpts = nf;
+  (void)maild__report_build(srv, &rep, &m->bounce);
+  rep.rcpts = dr + env->nrcpt - ns;
+  rep.nrcpts = ns;
+  (void)maild__report_build(srv, &rep, &m->success);
   maild__free(&srv->mem, dr);
 }
 
@@ -1258,7 +1263,7 @@ static void persist_work(uv_work_t *req) {
   int final = 1;
 
   if (m->env != NULL && m->fd >= 0)
-    build_bounce(m); /* before the files may go */
+    build_reports(m); /* before the files may go */
   uv_mutex_lock(&srv->env_lock);
   m->err = m->deleted ? MAILD_ERR_NOT_FOUND
                       : maild__spool_load(srv->spool, m->id, &env);
@@ -1308,59 +1313,6 @@ static void attempt_done(out_msg *m) {
   persist(m);
 }
 
-static void bounce_committed(delivery *d, void *ud) {
-  (void)ud;
-  maild__delivery_log(d);
-  maild__delivery_done(d);
-}
-
-/* Sends the notification persist_work built, as a new message from the
-   null sender to the original sender. */
-static void send_bounce(out_msg *m) {
-  maild_server *srv = m->srv;
-  char text[MAILD_PATH_MAX * 2 + 3];
-  maild_reply reply = {0, NULL, NULL};
-  maild_path path;
-  uv_timeval64_t tv;
-  delivery *d;
-  int n;
-
-  if (maild__buf_used(&m->bounce) == 0 || srv->closing)
-    return;
-  n = snprintf(text, sizeof(text), "<%s>", m->env->sender);
-  d = maild__delivery_new(srv);
-  if (d == NULL || n <= 0 || (size_t)n >= sizeof(text) ||
-      maild_path_parse(&path, text, (size_t)n, MAILD_PATH_ALLOW_UTF8) != n)
-    goto fail;
-  d->sender = maild__strndup(&srv->mem, "", 0);
-  d->helo = maild__strndup(&srv->mem, srv->hostname, strlen(srv->hostname));
-  d->peer = maild__strndup(&srv->mem, "local", 5);
-  if (d->sender == NULL || d->helo == NULL || d->peer == NULL ||
-      maild__rcpt_resolve(srv, &path, d, 1, &reply) != 0 || reply.code != 0 ||
-      d->nrcpts == 0)
-    goto fail;
-  d->esmtp = 1;
-  d->smtputf8 = m->env->smtputf8;
-  uv_gettimeofday(&tv);
-  d->arrival_usec = tv.tv_sec * 1000000 + tv.tv_usec;
-  /* The body buffer is handed over as it is. */
-  d->body = m->bounce;
-  maild__buf_init(&m->bounce, 0);
-  d->body_size = maild__buf_used(&d->body);
-  if (maild__delivery_run(d, bounce_committed, NULL) != 0)
-    goto fail;
-  maild__log(srv, MAILD_LOG_INFO,
-             "%s: sender non-delivery notification to <%s>", m->id,
-             m->env->sender);
-  return;
-fail:
-  maild__log(srv, MAILD_LOG_ERROR,
-             "%s: cannot send the non-delivery notification to <%s>%s%s", m->id,
-             m->env->sender, reply.code ? ": " : "",
-             reply.code ? reply.text : "");
-  maild__delivery_free(d);
-}
-
 static void persist_done(uv_work_t *req, int status) {
   out_msg *m = req->data;
   maild_server *srv = m->srv;
@@ -1373,9 +1325,15 @@ static void persist_done(uv_work_t *req, int status) {
   if (m->err != 0 && !m->all_final)
     maild__log(srv, MAILD_LOG_ERROR, "%s: cannot record delivery state: %s",
                m->id, maild_strerror(m->err));
-  else
-    send_bounce(m); /* only once the failures are on record */
+  else if (m->env != NULL) {
+    /* Only once the results are on record. */
+    maild__report_send(srv, m->id, m->env->sender, m->env->smtputf8, &m->bounce,
+                       "non-delivery");
+    maild__report_send(srv, m->id, m->env->sender, m->env->smtputf8,
+                       &m->success, "success");
+  }
   maild__buf_free(&m->bounce, &srv->mem);
+  maild__buf_free(&m->success, &srv->mem);
   for (i = 0; env != NULL && m->result != NULL && i < env->nrcpt; i++)
     pending += m->result[i] == RESULT_TEMP;
   if (m->result == NULL)
@@ -1401,7 +1359,7 @@ static void persist_done(uv_work_t *req, int status) {
     for (i = 0; i < env->nrcpt; i++)
       if (m->result[i] == RESULT_TEMP) {
         m->result[i] = MAILD_RCPT_FAILED;
-        note_failure(m, i, "none", &r);
+        note(m, i, "none", &r, NULL);
         log_result(m, i, "none", &r, "expired");
       }
     persist(m);

@@ -11,9 +11,11 @@
 
 #include "maild/reply.h"
 
-/* Why a recipient failed, for its bounce. */
+/* What a report will say about a recipient: why it failed, or, for
+   NOTIFY=SUCCESS, where it went. */
 #define REASON_MAX 300u
 typedef struct out_fail {
+  const char *action; /* NULL: failed; "delivered" or "relayed" */
   char status[MAILD_ENHANCED_MAX + 1];
   char relay[80];
   char diag[REASON_MAX + 1];
@@ -38,9 +40,10 @@ struct out_msg {
   maild_envelope *env;
   int fd;
   int err;
-  uint8_t *result;  /* per recipient: 0, DONE, FAILED or RESULT_TEMP */
-  out_fail *fail;   /* per recipient, once one failed for good */
-  maild_buf bounce; /* the notification to send, built with the results */
+  uint8_t *result;   /* per recipient: 0, DONE, FAILED or RESULT_TEMP */
+  out_fail *fail;    /* per recipient, once one has something to report */
+  maild_buf bounce;  /* the reports to send, built with the results: */
+  maild_buf success; /* failures, and NOTIFY=SUCCESS recipients done */
   size_t jobs_left;
   uint64_t next_due; /* after this attempt (0: the lifetime is over) */
   uint64_t disk_due; /* what the spool records with the results */

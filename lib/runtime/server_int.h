@@ -281,8 +281,32 @@ struct delivery {
   void (*done)(delivery *d, void *ud);
   void *ud;
   int outbound_queued; /* handed to the queue */
+  maild_buf report;    /* NOTIFY=SUCCESS report on the local deliveries */
   delivery *next;      /* group-commit list */
 };
+
+/* report.c: delivery reports (RFC 3464) to a message's sender. */
+struct maild_dsn_rcpt;
+typedef struct maild_report {
+  const char *id, *sender, *envid; /* envid may be NULL */
+  int64_t arrival_usec;
+  int ret_full; /* RET=FULL: the whole original (up to 1 MiB) */
+  int fd;       /* the spool's .msg file, open */
+  uint64_t msg_size;
+  uint32_t return_path_len;
+  const struct maild_dsn_rcpt *rcpts;
+  size_t nrcpts;
+} maild_report;
+/* On the worker pool: the report on `rcpts` into `out` (initialised
+   here; empty when there is none to send: no recipient or null sender).
+   Returns 0, MAILD_ERR_IO, MAILD_ERR_NOMEM or MAILD_ERR_LIMIT. */
+int maild__report_build(maild_server *srv, const maild_report *rep,
+                        maild_buf *out);
+/* On the loop, once what it reports is on record: sends `report` (taken
+   over; freed whatever happens) from the null sender to `sender`. `what`
+   names it in the log ("non-delivery", "success"). */
+void maild__report_send(maild_server *srv, const char *id, const char *sender,
+                        int smtputf8, maild_buf *report, const char *what);
 
 delivery *maild__delivery_new(maild_server *srv);
 void maild__delivery_free(delivery *d);

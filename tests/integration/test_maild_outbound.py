@@ -18,7 +18,10 @@ for 5 in memory (never more in memory; all listed; holds and retry of
 messages outside memory; each delivered exactly once), a restart that
 loads at most the window and tries nothing before it is due (then a fast
 clock makes them due), and messages outside memory that expire and
-bounce; a local mailbox that was full is retried by the queue."""
+bounce; a local mailbox that was full is retried by the queue; NOTIFY=SUCCESS
+(RFC 3461): a 'delivered' report for a local mailbox and a 'relayed' one
+for a next hop without DSN, with the ENVID; none for NOTIFY=FAILURE or
+when the next hop takes the DSN parameters."""
 import email
 import json
 import os
@@ -26,6 +29,7 @@ import re
 import signal
 import smtplib
 import socketserver
+import ssl
 import sys
 import threading
 import time
@@ -620,6 +624,79 @@ r.check("local retry: bob gets it from the queue, alice not twice",
         re.search(r"to=<bob@example.test>, relay=local, .*status=sent",
                   A.log()), A.log()[-600:])
 r.check("local retry: SIGTERM exits 0", A.stop() == 0, A.log()[-800:])
+
+# ---- DSN NOTIFY=SUCCESS (RFC 3461 5.2.2): reports this server sends ----
+DORA = "dora@example.test"
+
+
+def reports(m, action):
+    """The success reports in Alice's mailbox with this Action."""
+    return [x for x in m.mailbox(ALICE)
+            if b"Subject: Successful Mail Delivery Report" in x and
+            ("Action: %s" % action).encode() in x]
+
+
+def send_dsn(m, rcpts, notify, envid):
+    ca = os.path.join(m.data, "tls", "cert.pem")
+    ctx = ssl.create_default_context(cafile=ca)
+    with smtplib.SMTP("127.0.0.1", m.ports["submission"][0],
+                      timeout=30) as s:
+        s.starttls(context=ctx)
+        s.login(ALICE, PW)
+        s.sendmail(ALICE, rcpts, BODY,
+                   mail_options=["ENVID=%s" % envid, "RET=HDRS"],
+                   rcpt_options=["NOTIFY=%s" % notify])
+
+
+port = free_port()
+sink = Sink(port, "-N")  # a server that does not announce DSN
+A = Maild(users={ALICE: PW, DORA: PW}, listen=("smtp", "submission"),
+          extra="route * 127.0.0.1:%d\n" % port)
+send_dsn(A, [DORA, "bob@elsewhere.test"], "SUCCESS", "env-42")
+wait_until(lambda: reports(A, "delivered") and reports(A, "relayed"), 20)
+got = reports(A, "delivered")
+r.check("NOTIFY=SUCCESS: a 'delivered' report for the local mailbox",
+        len(got) == 1 and b"Final-Recipient: rfc822; dora@example.test"
+        in got[0] and b"Status: 2.0.0" in got[0], A.log()[-600:])
+r.check("NOTIFY=SUCCESS: the report carries the ENVID and the headers",
+        got and b"Original-Envelope-Id: env-42\r\n" in got[0] and
+        b"Subject: outbound" in got[0] and b"line one" not in got[0],
+        got[0][-600:] if got else None)
+got = reports(A, "relayed")
+r.check("NOTIFY=SUCCESS: a 'relayed' report for a server without DSN",
+        len(got) == 1 and b"Final-Recipient: rfc822; bob@elsewhere.test"
+        in got[0] and (b"Remote-MTA: dns; [127.0.0.1]:%d" % port) in got[0]
+        and b"Original-Envelope-Id: env-42" in got[0],
+        got[0][-800:] if got else A.log()[-600:])
+r.check("NOTIFY=SUCCESS: the reports come from the null sender",
+        all(x.startswith(b"Return-Path: <>") for x in
+            reports(A, "delivered") + reports(A, "relayed")),
+        [x[:60] for x in reports(A, "delivered") + reports(A, "relayed")])
+# NOTIFY=FAILURE only: delivered and relayed, no report.
+before = len(A.mailbox(ALICE))
+send_dsn(A, [DORA, "erin@elsewhere.test"], "FAILURE", "env-43")
+wait_until(lambda: len(sink.messages()) >= 2 and A.spool_files() == [], 20)
+time.sleep(0.5)
+r.check("NOTIFY=FAILURE: no success report",
+        len(A.mailbox(ALICE)) == before, len(A.mailbox(ALICE)) - before)
+sink.stop()
+A.stop()
+# A next hop with DSN reports itself: the parameters travel, no report.
+sink = Sink(port)
+A = Maild(users={ALICE: PW, DORA: PW}, listen=("smtp", "submission"),
+          extra="route * 127.0.0.1:%d\n" % port)
+send_dsn(A, ["fred@elsewhere.test"], "SUCCESS", "env-44")
+wait_until(lambda: sink.messages() and A.spool_files() == [], 20)
+msgs = sink.messages()
+r.check("NOTIFY=SUCCESS to a DSN server: NOTIFY and ENVID passed on",
+        len(msgs) == 1 and b"NOTIFY=SUCCESS" in msgs[0] and
+        b"ENVID=env-44" in msgs[0], msgs[0][:400] if msgs else A.log()[-400:])
+time.sleep(0.5)
+r.check("NOTIFY=SUCCESS to a DSN server: no report from here",
+        reports(A, "relayed") == [] and reports(A, "delivered") == [],
+        A.log()[-400:])
+sink.stop()
+A.stop()
 
 # ---- Q9: kill -9 with 1,000 messages queued ----
 port = free_port()
