@@ -80,6 +80,7 @@ struct maild_server {
   const maild_users *users;         /* for AUTH; NULL: every login fails */
   const maild_cidr_set *trusted;    /* may relay without AUTH */
   unsigned crypt_running;           /* password checks in flight */
+  unsigned crypt_max;               /* ... at most (0: not worked out yet) */
   struct crypt_wait *crypt_waiting; /* and those waiting their turn */
 
   listener_slot listeners[MAX_LISTENERS];
