@@ -168,6 +168,8 @@ static const setting settings[] = {
    .field = FIELD(timeout_connect_ms), .option = OPT(TIMEOUT_CONNECT)},
   {.name = "timeout-outbound", .kind = K_DURATION,
    .field = FIELD(timeout_outbound_ms), .option = OPT(TIMEOUT_OUTBOUND)},
+  {.name = "delay-warning", .kind = K_DURATION,
+   .field = FIELD(delay_warning_ms), .option = OPT(DELAY_WARNING)},
   {.name = "queue-window", .kind = K_COUNT, .field = FIELD(queue_window),
    .option = OPT(QUEUE_WINDOW)},
 };

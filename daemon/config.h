@@ -144,6 +144,7 @@ typedef struct maild_config {
   uint64_t timeout_connect_ms;   /* MAILD_OPT_TIMEOUT_CONNECT */
   uint64_t timeout_outbound_ms;  /* MAILD_OPT_TIMEOUT_OUTBOUND */
   uint64_t queue_window;         /* MAILD_OPT_QUEUE_WINDOW */
+  uint64_t delay_warning_ms;     /* MAILD_OPT_DELAY_WARNING */
   char **dns_servers;            /* `dns-servers`; none: /etc/resolv.conf */
   size_t ndns_servers;
 } maild_config;

@@ -101,7 +101,11 @@ extern "C" {
   XX(TIMEOUT_OUTBOUND, UINT, 0, 0, 86400000)                                   \
   /* Queued messages with a record in memory at most (a couple of hundred      \
      octets each); the others wait in the spool, and are found by scans. */    \
-  XX(QUEUE_WINDOW, UINT, 10000, 1, 100000000)
+  XX(QUEUE_WINDOW, UINT, 10000, 1, 100000000)                                  \
+  /* Milliseconds a message may wait in the queue before its sender gets       \
+     one delay warning (recipients with NOTIFY=DELAY or no NOTIFY); 0:         \
+     none. */                                                                  \
+  XX(DELAY_WARNING, UINT, 14400000, 0, UINT64_C(31536000000))
 
 typedef enum maild_option {
 #define MAILD_OPT_ENUM_(name, kind, def, min, max) MAILD_OPT_##name,

@@ -116,7 +116,8 @@ static int check_fixed_fields(const maild_envelope *env) {
     return MAILD_ERR_INVAL;
   if (env->ret < MAILD_RET_UNSPEC || env->ret > MAILD_RET_HDRS ||
       env->body < MAILD_BODY_UNSPEC || env->body > MAILD_BODY_BINARYMIME ||
-      (env->smtputf8 != 0 && env->smtputf8 != 1))
+      (env->smtputf8 != 0 && env->smtputf8 != 1) ||
+      (env->delay_warned != 0 && env->delay_warned != 1))
     return MAILD_ERR_INVAL;
   if (env->return_path_len > env->msg_size)
     return MAILD_ERR_INVAL;
@@ -208,7 +209,7 @@ static uint8_t *put_records(uint8_t *p, const maild_envelope *env) {
   p = put_hdr(p + BODYINFO_LEN, REC_FLAGS, FLAGS_LEN);
   *p++ = (uint8_t)env->ret;
   *p++ = (uint8_t)env->body;
-  *p++ = (uint8_t)env->smtputf8;
+  *p++ = (uint8_t)(env->smtputf8 | env->delay_warned << 1);
   p = put_str(p, REC_SENDER, env->sender);
   p = put_str(p, REC_ENVID, env->envid);
   p = put_str(p, REC_CLIENT, env->client_addr);
@@ -392,11 +393,12 @@ static int head_records(walker *w) {
     return bad(w, "Return-Path longer than message");
   if ((rc = take_fixed(w, REC_FLAGS, FLAGS_LEN, &pl)) != 0)
     return rc;
-  if (pl[0] > MAILD_RET_HDRS || pl[1] > MAILD_BODY_BINARYMIME || pl[2] > 1)
-    return bad(w, "bad RET, BODY or SMTPUTF8 value");
+  if (pl[0] > MAILD_RET_HDRS || pl[1] > MAILD_BODY_BINARYMIME || pl[2] > 3)
+    return bad(w, "bad RET, BODY or flags value");
   e->ret = pl[0];
   e->body = pl[1];
-  e->smtputf8 = pl[2];
+  e->smtputf8 = pl[2] & 1;
+  e->delay_warned = pl[2] >> 1;
   return 0;
 }
 

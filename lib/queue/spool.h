@@ -79,6 +79,7 @@ typedef struct maild_envelope {
   int ret;                  /* maild_ret_type (esmtp.h) */
   int body;                 /* maild_body_type (esmtp.h) */
   int smtputf8;             /* 0 or 1 */
+  int delay_warned;         /* 1: the sender has had its delay warning */
   const char *client_addr;  /* text, e.g. "192.0.2.1" or "local" */
   const char *client_helo;  /* HELO/EHLO argument */
   const char *auth_id;      /* authenticated user; "" if none */
@@ -98,7 +99,7 @@ typedef struct maild_envelope {
  *   'I' id (24 lower-case hex)
  *   'T' arrival_usec (8 octets, big-endian)
  *   'B' msg_size (8), msg_crc32 (4), return_path_len (4)
- *   'F' ret (1), body (1), smtputf8 (1)
+ *   'F' ret (1), body (1), flags (1: smtputf8 = 1, delay_warned = 2)
  *   'S' sender   'N' envid   'C' client_addr   'H' client_helo   'A' auth_id
  *   'R' one per recipient: state (1), notify (1), addr length (2) + addr,
  *       ORCPT type length (1) + type, ORCPT length (2) + ORCPT

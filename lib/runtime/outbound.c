@@ -119,6 +119,7 @@ int maild__outbound_init(maild_server *srv, const maild_options *opt) {
   srv->timeout_connect = U(TIMEOUT_CONNECT);
   srv->timeout_outbound = U(TIMEOUT_OUTBOUND);
   srv->out_window = (size_t)U(QUEUE_WINDOW);
+  srv->delay_warning = U(DELAY_WARNING);
 #undef U
   srv->out_outside_due = srv->out_outside_new = UINT64_MAX;
   srv->out_scan_due = UINT64_MAX;
@@ -298,6 +299,8 @@ static void set_result(out_msg *m, size_t i, const char *relay,
     if (action != NULL && (notify & MAILD_NOTIFY_SUCCESS) &&
         !(notify & MAILD_NOTIFY_NEVER))
       note(m, i, relay, r, action);
+    else if (m->fail != NULL)
+      m->fail[i].action = NULL; /* an earlier host's deferral is moot */
   } else if (r->code >= 500) {
     m->result[i] = MAILD_RCPT_FAILED;
     status = "bounced";
@@ -305,6 +308,7 @@ static void set_result(out_msg *m, size_t i, const char *relay,
   } else {
     m->result[i] = RESULT_TEMP;
     status = "deferred";
+    note(m, i, relay, r, "delayed"); /* for a delay warning */
   }
   log_result(m, i, relay, r, status);
 }
@@ -1194,28 +1198,45 @@ static void start_attempt(out_msg *m) {
   srv->out_active++;
 }
 
+/* Whether recipient `i`, deferred in this attempt, is one the delay
+   warning is about: it did not opt out (NOTIFY=DELAY or no NOTIFY), the
+   warning is due (the message waited delay_warning) and not sent yet, and
+   the message goes on waiting (its lifetime is not over). */
+static int delay_due(const out_msg *m, size_t i) {
+  const maild_server *srv = m->srv;
+  unsigned notify = m->env->rcpt[i].notify;
+  uint64_t arrival = (uint64_t)(m->arrival_usec / 1000);
+
+  return srv->delay_warning > 0 && !m->env->delay_warned && m->next_due != 0 &&
+         m->ended >= arrival + srv->delay_warning &&
+         !(notify & MAILD_NOTIFY_NEVER) &&
+         (notify == 0 || (notify & MAILD_NOTIFY_DELAY));
+}
+
 /*
  * The reports on this attempt: a bounce for the recipients that failed
  * (unless the message is itself a report, null sender, or they asked
- * NOTIFY=NEVER or without FAILURE), and a success report for those done
- * that asked NOTIFY=SUCCESS (delivered here, or relayed to a server
- * without DSN). On the worker, while the spool file is open.
+ * NOTIFY=NEVER or without FAILURE), a success report for those done that
+ * asked NOTIFY=SUCCESS (delivered here, or relayed to a server without
+ * DSN), and the one delay warning for those still waiting (delay_due).
+ * On the worker, while the spool file is open.
  */
 static void build_reports(out_msg *m) {
+  static const out_fail none = {NULL, "", "", ""};
   maild_server *srv = m->srv;
   const maild_envelope *env = m->env;
   maild_dsn_rcpt *dr;
   maild_report rep;
-  size_t i, nf = 0, ns = 0;
-
-  static const out_fail none = {NULL, "", "", ""};
+  size_t i, n[3] = {0, 0, 0};
+  maild_buf *out[3] = {&m->bounce, &m->success, &m->delay};
+  int k;
 
   if (env->sender[0] == '\0' || m->result == NULL)
     return;
-  dr = maild__calloc(&srv->mem, env->nrcpt, sizeof(*dr));
+  dr = maild__calloc(&srv->mem, 3 * env->nrcpt, sizeof(*dr));
   if (dr == NULL)
     return;
-  /* Failures fill dr from the front, successes from the back. */
+  /* Kind k's recipients go to dr[k * nrcpt ...]. */
   for (i = 0; i < env->nrcpt; i++) {
     const out_fail *f = m->fail != NULL ? &m->fail[i] : &none;
     unsigned notify = env->rcpt[i].notify;
@@ -1224,11 +1245,15 @@ static void build_reports(out_msg *m) {
     if (m->result[i] == MAILD_RCPT_FAILED && f->action == NULL &&
         !(notify & MAILD_NOTIFY_NEVER) &&
         (notify == 0 || (notify & MAILD_NOTIFY_FAILURE)))
-      r = &dr[nf++];
+      k = 0;
     else if (m->result[i] == MAILD_RCPT_DONE && f->action != NULL)
-      r = &dr[env->nrcpt - ++ns];
+      k = 1;
+    else if (m->result[i] == RESULT_TEMP && f->action != NULL &&
+             delay_due(m, i))
+      k = 2;
     else
       continue;
+    r = &dr[(size_t)k * env->nrcpt + n[k]++];
     r->addr = env->rcpt[i].addr;
     r->orcpt = env->rcpt[i].orcpt;
     r->action = f->action != NULL ? f->action : "failed";
@@ -1245,12 +1270,11 @@ static void build_reports(out_msg *m) {
   rep.fd = m->fd;
   rep.msg_size = env->msg_size;
   rep.return_path_len = env->return_path_len;
-  rep.rcpts = dr;
-  rep.nrcpts = nf;
-  (void)maild__report_build(srv, &rep, &m->bounce);
-  rep.rcpts = dr + env->nrcpt - ns;
-  rep.nrcpts = ns;
-  (void)maild__report_build(srv, &rep, &m->success);
+  for (k = 0; k < 3; k++) {
+    rep.rcpts = dr + (size_t)k * env->nrcpt;
+    rep.nrcpts = n[k];
+    (void)maild__report_build(srv, &rep, out[k]);
+  }
   maild__free(&srv->mem, dr);
 }
 
@@ -1275,6 +1299,8 @@ static void persist_work(uv_work_t *req) {
       if (env->rcpt[i].state == MAILD_RCPT_PENDING)
         final = 0;
     }
+    if (maild__buf_used(&m->delay) > 0)
+      env->delay_warned = 1; /* sent once this is on record */
     m->err = final ? maild__spool_remove(srv->spool, m->id)
                    : maild__spool_update(srv->spool, env, m->disk_due);
     maild__spool_envelope_free(srv->spool, env);
@@ -1296,6 +1322,7 @@ static void persist(out_msg *m) {
   maild_server *srv = m->srv;
   uint64_t now = maild__queue_now(srv);
 
+  m->ended = now;
   m->next_due =
       maild__retry_next(&srv->retry_policy, (uint64_t)(m->arrival_usec / 1000),
                         now, m->attempts + 1);
@@ -1331,9 +1358,12 @@ static void persist_done(uv_work_t *req, int status) {
                        "non-delivery");
     maild__report_send(srv, m->id, m->env->sender, m->env->smtputf8,
                        &m->success, "success");
+    maild__report_send(srv, m->id, m->env->sender, m->env->smtputf8, &m->delay,
+                       "delay");
   }
   maild__buf_free(&m->bounce, &srv->mem);
   maild__buf_free(&m->success, &srv->mem);
+  maild__buf_free(&m->delay, &srv->mem);
   for (i = 0; env != NULL && m->result != NULL && i < env->nrcpt; i++)
     pending += m->result[i] == RESULT_TEMP;
   if (m->result == NULL)

@@ -143,6 +143,7 @@ void maild__queue_record_free(out_msg *m, int finished) {
   maild__free(&srv->mem, m->fail);
   maild__buf_free(&m->bounce, &srv->mem);
   maild__buf_free(&m->success, &srv->mem);
+  maild__buf_free(&m->delay, &srv->mem);
   maild__free(&srv->mem, m);
   if (finished && spilled(srv))
     want_scan(srv); /* room for one waiting in the spool */

@@ -15,7 +15,7 @@
    NOTIFY=SUCCESS, where it went. */
 #define REASON_MAX 300u
 typedef struct out_fail {
-  const char *action; /* NULL: failed; "delivered" or "relayed" */
+  const char *action; /* NULL: failed; "delayed", "delivered", "relayed" */
   char status[MAILD_ENHANCED_MAX + 1];
   char relay[80];
   char diag[REASON_MAX + 1];
@@ -43,7 +43,9 @@ struct out_msg {
   uint8_t *result;   /* per recipient: 0, DONE, FAILED or RESULT_TEMP */
   out_fail *fail;    /* per recipient, once one has something to report */
   maild_buf bounce;  /* the reports to send, built with the results: */
-  maild_buf success; /* failures, and NOTIFY=SUCCESS recipients done */
+  maild_buf success; /* failures, NOTIFY=SUCCESS recipients done, and */
+  maild_buf delay;   /* the delay warning (once per message) */
+  uint64_t ended;    /* queue clock when the attempt's results came */
   size_t jobs_left;
   uint64_t next_due; /* after this attempt (0: the lifetime is over) */
   uint64_t disk_due; /* what the spool records with the results */

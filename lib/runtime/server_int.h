@@ -145,6 +145,7 @@ struct maild_server {
   size_t outbound_conns;
   uint64_t timeout_connect;
   uint64_t timeout_outbound; /* caps each phase; 0: RFC 5321 values */
+  uint64_t delay_warning;    /* queue ms before a delay warning; 0: none */
   uv_mutex_t env_lock;       /* serialises load-modify-update of envelopes */
 };
 

@@ -13,7 +13,8 @@ retried, not lost), D7 (killed after the remote's 250, before the result
 is recorded: sent again, never lost), Q7 (CRLF only, dots as sent), Q1
 (with a fast clock: five days of retries on the schedule, then exactly one
 bounce), Q9 (kill -9 with 1,000 messages queued: all delivered after
-the restart and a retry) and the queue's window: 50 messages with room
+the restart and a retry; one delay warning on the way, none for
+NOTIFY=FAILURE) and the queue's window: 50 messages with room
 for 5 in memory (never more in memory; all listed; holds and retry of
 messages outside memory; each delivered exactly once), a restart that
 loads at most the window and tries nothing before it is due (then a fast
@@ -112,6 +113,8 @@ submit(A, ["dan@elsewhere.test"])
 got = B.mailbox("dan@elsewhere.test", wait=15)
 r.check("smarthost: delivered through submission with STARTTLS and AUTH",
         len(got) == 1 and b"with ESMTPSA" in got[0], B.log()[-500:])
+# The accept line is logged a moment after the message is in the mailbox.
+B.wait_log(r"proto=ESMTPSA", timeout=10)
 r.check("smarthost: the login was the route's, logged as ESMTPSA",
         "user=<relay@elsewhere.test>" in B.log() and
         "proto=ESMTPSA" in B.log(), B.log()[-500:])
@@ -427,17 +430,44 @@ r.check("D7: delivered again after the restart (at least once, not lost)",
 A.stop()
 recv.shutdown()
 
+# ---- Helpers for the DSN checks ----
+DORA = "dora@example.test"
+
+
+def reports(m, action):
+    """The success reports in Alice's mailbox with this Action."""
+    return [x for x in m.mailbox(ALICE)
+            if b"Subject: Successful Mail Delivery Report" in x and
+            ("Action: %s" % action).encode() in x]
+
+
+def send_dsn(m, rcpts, notify, envid):
+    ca = os.path.join(m.data, "tls", "cert.pem")
+    ctx = ssl.create_default_context(cafile=ca)
+    with smtplib.SMTP("127.0.0.1", m.ports["submission"][0],
+                      timeout=30) as s:
+        s.starttls(context=ctx)
+        s.login(ALICE, PW)
+        s.sendmail(ALICE, rcpts, BODY,
+                   mail_options=["ENVID=%s" % envid, "RET=HDRS"],
+                   rcpt_options=["NOTIFY=%s" % notify])
+
+
 # ---- Q1: days of retries with a fast clock, then exactly one bounce ----
 # MAILD_CLOCK_SCALE=36000: one real millisecond is 36 s of queue time, so
 # the default schedule (5 min doubling to 4 h, 5 days) takes ~12 s. The
 # queue looks at the clock every 10 real ms (6 queue minutes): attempts
-# may come that much late, hence the tolerances.
+# may come that much late, hence the tolerances. With the default
+# delay-warning (4 h), the sender gets one delay warning on the way, except
+# for a recipient that asked NOTIFY=FAILURE only.
 port = free_port()  # nothing listens: every attempt fails
 A = Maild(users={ALICE: PW}, listen=("smtp", "submission"),
           extra="route * 127.0.0.1:%d\n" % port,
           env={"MAILD_CLOCK_SCALE": "36000"})
 submit(A, ["q1@elsewhere.test"])
+send_dsn(A, ["q1b@elsewhere.test"], "FAILURE", "env-q1b")
 A.wait_log(r"to=<q1@elsewhere.test>.*status=expired", timeout=40)
+A.wait_log(r"to=<q1b@elsewhere.test>.*status=expired", timeout=10)
 log = A.log()
 delays = [float(x) for x in re.findall(
     r"to=<q1@elsewhere.test>, relay=\S+, delay=([0-9.]+), "
@@ -455,11 +485,26 @@ r.check("Q1: the waits double from 5 minutes up to 4 hours",
 r.check("Q1: expired once, after five days",
         log.count("to=<q1@elsewhere.test>, relay=none") == 1 + 1 and
         "status=expired (554 5.4.7" in log, log[-500:])
-bounces = A.mailbox(ALICE, wait=15)
+got = A.mailbox(ALICE, wait=15, count=3)
 wait_until(lambda: A.spool_files() == [], 10)
-r.check("Q1: exactly one bounce, and nothing left in the queue",
-        len(bounces) == 1 and b"Status: 5.4.7" in bounces[0] and
-        A.spool_files() == [], (len(bounces), A.spool_files()))
+warned = [x for x in got if b"Subject: Delayed Mail" in x]
+bounced = [x for x in got if b"Subject: Undelivered Mail" in x]
+r.check("Q1: exactly one bounce per message, and nothing left in the queue",
+        len(bounced) == 2 and all(b"Status: 5.4.7" in x for x in bounced)
+        and A.spool_files() == [], (len(bounced), A.spool_files()))
+r.check("Q1: one delay warning, for the recipient without NOTIFY",
+        len(warned) == 1 and len(got) == 3 and
+        b"Final-Recipient: rfc822; q1@elsewhere.test" in warned[0] and
+        b"Action: delayed" in warned[0] and b"Status: 4." in warned[0] and
+        b"q1b@" not in warned[0], (len(warned), len(got)))
+# It came with the first attempt at least 4 hours after arrival.
+pos = log.find("sender delay notification")
+before = [float(x) for x in re.findall(
+    r"to=<q1@elsewhere.test>, relay=\S+, delay=([0-9.]+), "
+    r"status=deferred", log[:pos])]
+r.check("Q1: the warning followed the first attempt past 4 hours",
+        pos > 0 and len(before) >= 2 and before[-1] >= 4 * 3600 and
+        before[-2] < 4 * 3600, before[-2:])
 A.stop()
 
 # ---- The queue's window: ten times more messages than records ----
@@ -626,28 +671,6 @@ r.check("local retry: bob gets it from the queue, alice not twice",
 r.check("local retry: SIGTERM exits 0", A.stop() == 0, A.log()[-800:])
 
 # ---- DSN NOTIFY=SUCCESS (RFC 3461 5.2.2): reports this server sends ----
-DORA = "dora@example.test"
-
-
-def reports(m, action):
-    """The success reports in Alice's mailbox with this Action."""
-    return [x for x in m.mailbox(ALICE)
-            if b"Subject: Successful Mail Delivery Report" in x and
-            ("Action: %s" % action).encode() in x]
-
-
-def send_dsn(m, rcpts, notify, envid):
-    ca = os.path.join(m.data, "tls", "cert.pem")
-    ctx = ssl.create_default_context(cafile=ca)
-    with smtplib.SMTP("127.0.0.1", m.ports["submission"][0],
-                      timeout=30) as s:
-        s.starttls(context=ctx)
-        s.login(ALICE, PW)
-        s.sendmail(ALICE, rcpts, BODY,
-                   mail_options=["ENVID=%s" % envid, "RET=HDRS"],
-                   rcpt_options=["NOTIFY=%s" % notify])
-
-
 port = free_port()
 sink = Sink(port, "-N")  # a server that does not announce DSN
 A = Maild(users={ALICE: PW, DORA: PW}, listen=("smtp", "submission"),

@@ -131,6 +131,21 @@ static void test_roundtrip(void **state) {
   maild__envelope_free(d, &m);
   maild__buf_free(&b, &m);
   maild__buf_free(&b2, &m);
+
+  /* The delay-warning flag shares the octet with SMTPUTF8, both ways. */
+  for (i = 0; i < 4; i++) {
+    sample(&e);
+    e.smtputf8 = (int)(i & 1);
+    e.delay_warned = (int)(i >> 1);
+    encode_ok(&e, &b, &m);
+    assert_int_equal(maild__envelope_decode(&d, maild__buf_peek(&b),
+                                            maild__buf_used(&b), &m, NULL),
+                     0);
+    assert_int_equal(d->smtputf8, e.smtputf8);
+    assert_int_equal(d->delay_warned, e.delay_warned);
+    maild__envelope_free(d, &m);
+    maild__buf_free(&b, &m);
+  }
 }
 
 static void test_null_strings_and_null_sender(void **state) {
@@ -186,6 +201,7 @@ static void test_encode_refuses_bad_values(void **state) {
   EXPECT_ENC(MAILD_ERR_INVAL, e.ret = 3);
   EXPECT_ENC(MAILD_ERR_INVAL, e.body = 4);
   EXPECT_ENC(MAILD_ERR_INVAL, e.smtputf8 = 2);
+  EXPECT_ENC(MAILD_ERR_INVAL, e.delay_warned = 2);
   EXPECT_ENC(MAILD_ERR_INVAL, e.return_path_len = 12346);
   EXPECT_ENC(MAILD_ERR_INVAL, e.nrcpt = 0);
   EXPECT_ENC(MAILD_ERR_INVAL, e.rcpt = NULL);
@@ -469,7 +485,13 @@ static void test_bad_structure(void **state) {
   q[off - 3] = 3; /* RET out of range */
   fix_crc(q, len);
   assert_int_equal(decode_rc(q, len, &why), MAILD_ERR_SYNTAX);
-  assert_string_equal(why, "bad RET, BODY or SMTPUTF8 value");
+  assert_string_equal(why, "bad RET, BODY or flags value");
+
+  memcpy(q, p, len);
+  q[off - 1] = 4; /* a flag bit nobody defined */
+  fix_crc(q, len);
+  assert_int_equal(decode_rc(q, len, &why), MAILD_ERR_SYNTAX);
+  assert_string_equal(why, "bad RET, BODY or flags value");
 
   assert_int_equal(decode_rc(q, 0, &why), MAILD_ERR_SYNTAX);
   assert_int_equal(decode_rc((const uint8_t *)"", 0, NULL), MAILD_ERR_SYNTAX);
