@@ -11,6 +11,7 @@ sizes (read ahead in batches by the server) comes back byte for byte."""
 import base64
 import os
 import poplib
+import re
 import smtplib
 import socket
 import ssl
@@ -181,7 +182,10 @@ with Maild(users={ALICE: PW, BOB: PW, CAROL: PW, DAVE: PW},
     resp, lines, octets = p.retr(1)
     got = b"\r\n".join(lines) + b"\r\n"
     new = os.path.join(m.mailbox_dir(BOB), "new")
-    names = sorted(os.listdir(new))  # served from new/: the login moves none
+    # Served from new/ (the login moves none); the file of message 1 is the
+    # one whose name starts with its UIDL.
+    names = [n for n in os.listdir(new)
+             if re.split(r"[,:]", n)[0] == uidls[0].decode()]
     stored = open(os.path.join(new, names[0]), "rb").read() if names else b""
     r.check("STAT counts both", count == 2, (count, total))
     r.check("P3: LIST size equals the octets RETR sent",

@@ -32,6 +32,7 @@ record layer against garbage:
 (T4, no AUTH before TLS, belongs to the AUTH issue.)
 """
 import base64
+import errno
 import os
 import re
 import resource
@@ -592,9 +593,12 @@ def send_then_fin(data):
     def act(s):
         try:
             s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
         except (ConnectionResetError, BrokenPipeError):
-            return True
-        s.shutdown(socket.SHUT_WR)
+            pass
+        except OSError as e:  # the server reset it first: no FIN to send
+            if e.errno != errno.ENOTCONN:
+                raise
         return True
     return act
 
