@@ -674,7 +674,7 @@ static void on_tls(maild_conn *c, int err, void *ud) {
 
   if (err != 0) {
     maild__log(s->srv, MAILD_LOG_INFO, "TLS handshake failed from [%s]: %s",
-               s->peer, maild__conn_tls_error(c));
+               s->peer, maild__server_tls_failure(c, err));
     maild_pop3_server_terminate(s->eng, NULL);
     end_connection(s);
     return;

@@ -355,6 +355,14 @@ int maild_server_listen(maild_server *srv, maild_service service,
   return 0;
 }
 
+const char *maild__server_tls_failure(maild_conn *c, int err) {
+  const char *why = maild__conn_tls_error(c);
+
+  return why != NULL && why[0] != '\0' ? why
+         : err == MAILD_ERR_CLOSED     ? "peer closed"
+                                       : maild_strerror(err);
+}
+
 /* ---- Spool space (TESTPLAN D4) ---- */
 
 #define SPACE_MAX_AGE_MS 1000u

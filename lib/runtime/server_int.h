@@ -159,6 +159,9 @@ const maild_options *maild__server_options(const maild_server *srv,
                                            maild_service service);
 /* The session's client is gone: free its per-address slot. */
 void maild__server_release_ip(maild_server *srv, const char *peer);
+/* Why a server-side TLS handshake failed, for the log: the TLS layer's
+   reason, else "peer closed" or the error's text. Never NULL. */
+const char *maild__server_tls_failure(maild_conn *c, int err);
 /* The session is freed. */
 void maild__server_session_gone(maild_server *srv, smtp_session *s);
 void maild__server_maybe_closed(maild_server *srv);

@@ -699,12 +699,8 @@ static void on_tls(maild_conn *c, int err, void *ud) {
   const char *info = maild__conn_tls_info(c);
 
   if (err != 0) {
-    const char *why = maild__conn_tls_error(c);
     maild__log(s->srv, MAILD_LOG_INFO, "TLS handshake failed from [%s]: %s",
-               s->peer,
-               why != NULL && why[0] != '\0' ? why
-               : err == MAILD_ERR_CLOSED     ? "peer closed"
-                                             : maild_strerror(err));
+               s->peer, maild__server_tls_failure(c, err));
     maild_smtp_server_terminate(s->eng, NULL);
     end_connection(s);
     return;

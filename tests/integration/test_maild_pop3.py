@@ -272,4 +272,19 @@ with Maild(users={ALICE: PW, BOB: PW, CAROL: PW, DAVE: PW},
         r.check("curl (skipped)", True)
     r.check("no login failures were logged",
             "pop3 auth failed" not in m.log())
+
+    # A client that speaks plaintext on pop3s: logged with the reason.
+    raw = socket.create_connection(("127.0.0.1", m.ports["pop3s"][0]),
+                                   timeout=10)
+    raw.sendall(b"USER not-tls\r\n")
+    raw.shutdown(socket.SHUT_WR)
+    try:
+        raw.recv(100)
+    except OSError:
+        pass
+    raw.close()
+    ok = m.wait_log(r"TLS handshake failed from \[127.0.0.1\]: \S", 10)
+    r.check("pop3s: a failed handshake is logged with its reason",
+            ok and "(null)" not in m.log(),
+            [x for x in m.log().splitlines() if "TLS handshake" in x])
 sys.exit(r.finish())
