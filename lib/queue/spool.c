@@ -933,29 +933,23 @@ int64_t maild__spool_id_arrival(const char *id) {
   return t;
 }
 
-static int id_cmp(const void *a, const void *b) {
-  return memcmp(a, b, MAILD_SPOOL_ID_LEN);
-}
-
-/* The names in hold/ that are ids, sorted, MAILD_SPOOL_ID_LEN octets each
-   (no NUL); *n 0 and *out NULL when there are none. */
-static int read_holds(maild_spool *sp, char **out, size_t *n) {
+/*
+ * Hands each name in the directory open on `fd` (taken over: closed here)
+ * to `fn` until it returns nonzero, which is returned. Entries renamed
+ * away during the walk are fine: POSIX only leaves it open whether those
+ * are returned. errno is kept across the close for a MAILD_ERR_IO.
+ */
+static int walk_dir(maild_spool *sp, int fd,
+                    int (*fn)(const char *name, void *ud), void *ud) {
   struct dirent *de;
-  size_t cap = 0;
-  char *ids = NULL, *more;
   DIR *d;
-  int fd, rc = 0, e;
+  int rc = 0, e;
 
-  *out = NULL;
-  *n = 0;
-  fd = hold_dir(sp, 0);
   if (fd < 0)
-    return errno == ENOENT ? 0 : MAILD_ERR_IO;
+    return MAILD_ERR_IO;
   d = fdopendir(fd);
   if (d == NULL) {
-    e = errno;
     sp_close_quiet(sp, fd);
-    errno = e;
     return MAILD_ERR_IO;
   }
   for (;;) {
@@ -965,31 +959,67 @@ static int read_holds(maild_spool *sp, char **out, size_t *n) {
       rc = errno != 0 ? MAILD_ERR_IO : 0;
       break;
     }
-    if (!maild__spool_id_valid(de->d_name))
-      continue;
-    if (*n == cap) {
-      cap = cap ? cap * 2 : 64;
-      more = maild__realloc(&sp->mem, ids, cap * MAILD_SPOOL_ID_LEN);
-      if (more == NULL) {
-        rc = MAILD_ERR_NOMEM;
-        break;
-      }
-      ids = more;
-    }
-    memcpy(ids + *n * MAILD_SPOOL_ID_LEN, de->d_name, MAILD_SPOOL_ID_LEN);
-    (*n)++;
+    rc = fn(de->d_name, ud);
+    if (rc != 0)
+      break;
   }
   e = errno;
   (void)closedir(d);
+  errno = e;
+  return rc;
+}
+
+static int id_cmp(const void *a, const void *b) {
+  return memcmp(a, b, MAILD_SPOOL_ID_LEN);
+}
+
+typedef struct hold_list {
+  maild_spool *sp;
+  char *ids; /* MAILD_SPOOL_ID_LEN octets each, no NUL */
+  size_t n, cap;
+} hold_list;
+
+static int hold_add(const char *name, void *ud) {
+  hold_list *h = ud;
+  char *more;
+
+  if (!maild__spool_id_valid(name))
+    return 0;
+  if (h->n == h->cap) {
+    size_t cap = h->cap ? h->cap * 2 : 64;
+    more = maild__realloc(&h->sp->mem, h->ids, cap * MAILD_SPOOL_ID_LEN);
+    if (more == NULL)
+      return MAILD_ERR_NOMEM;
+    h->ids = more;
+    h->cap = cap;
+  }
+  memcpy(h->ids + h->n * MAILD_SPOOL_ID_LEN, name, MAILD_SPOOL_ID_LEN);
+  h->n++;
+  return 0;
+}
+
+/* The names in hold/ that are ids, sorted, MAILD_SPOOL_ID_LEN octets each
+   (no NUL); *n 0 and *out NULL when there are none. */
+static int read_holds(maild_spool *sp, char **out, size_t *n) {
+  hold_list h = {sp, NULL, 0, 0};
+  int fd, rc, e;
+
+  *out = NULL;
+  *n = 0;
+  fd = hold_dir(sp, 0);
+  if (fd < 0)
+    return errno == ENOENT ? 0 : MAILD_ERR_IO;
+  rc = walk_dir(sp, fd, hold_add, &h);
   if (rc != 0) {
-    maild__free(&sp->mem, ids);
-    *n = 0;
+    e = errno;
+    maild__free(&sp->mem, h.ids);
     errno = e;
     return rc;
   }
-  if (*n > 1)
-    qsort(ids, *n, MAILD_SPOOL_ID_LEN, id_cmp);
-  *out = ids;
+  if (h.n > 1)
+    qsort(h.ids, h.n, MAILD_SPOOL_ID_LEN, id_cmp);
+  *out = h.ids;
+  *n = h.n;
   return 0;
 }
 
@@ -998,65 +1028,48 @@ static int is_held(const char *holds, size_t nholds, const char *id) {
          bsearch(id, holds, nholds, MAILD_SPOOL_ID_LEN, id_cmp) != NULL;
 }
 
-/* Reports queue/<name> to `cb` if it is a committed envelope. */
-static int list_entry(maild_spool *sp, const char *name, const char *holds,
-                      size_t nholds, maild_spool_list_cb cb, void *ud) {
+typedef struct list_walk {
+  maild_spool *sp;
+  const char *holds;
+  size_t nholds;
+  maild_spool_list_cb cb;
+  void *ud;
+} list_walk;
+
+/* Reports queue/<name> to the callback if it is a committed envelope. */
+static int list_entry(const char *name, void *ud) {
+  list_walk *w = ud;
   char id[MAILD_SPOOL_ID_LEN + 1];
-  const char *ext;
   struct stat st;
 
-  if (strlen(name) != MAILD_SPOOL_ID_LEN + 4)
-    return 0;
-  ext = name + MAILD_SPOOL_ID_LEN;
-  if (strcmp(ext, ".env") != 0)
+  if (strlen(name) != MAILD_SPOOL_ID_LEN + 4 ||
+      strcmp(name + MAILD_SPOOL_ID_LEN, ".env") != 0)
     return 0;
   memcpy(id, name, MAILD_SPOOL_ID_LEN);
   id[MAILD_SPOOL_ID_LEN] = '\0';
   if (!maild__spool_id_valid(id))
     return 0;
-  if (fstatat(sp->queue_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+  if (fstatat(w->sp->queue_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
     return errno == ENOENT ? 0 : MAILD_ERR_IO; /* gone since listed */
   if (!S_ISREG(st.st_mode))
     return 0;
-  return cb(id, due_of(&st), is_held(holds, nholds, id), ud);
+  return w->cb(id, due_of(&st), is_held(w->holds, w->nholds, id), w->ud);
 }
 
 int maild__spool_list(maild_spool *sp, maild_spool_list_cb cb,
                       void *user_data) {
-  struct dirent *de;
-  size_t nholds;
+  list_walk w = {sp, NULL, 0, cb, user_data};
   char *holds;
-  DIR *d;
-  int fd, rc, e;
+  int rc, e;
 
   if (sp == NULL || cb == NULL)
     return MAILD_ERR_INVAL;
-  rc = read_holds(sp, &holds, &nholds);
+  rc = read_holds(sp, &holds, &w.nholds);
   if (rc != 0)
     return rc;
-  fd = openat(sp->queue_fd, ".", DIR_FLAGS);
-  d = fd >= 0 ? fdopendir(fd) : NULL;
-  if (d == NULL) {
-    e = errno;
-    if (fd >= 0)
-      (void)close(fd);
-    maild__free(&sp->mem, holds);
-    errno = e;
-    return MAILD_ERR_IO;
-  }
-  for (;;) {
-    errno = 0;
-    de = readdir(d);
-    if (de == NULL) {
-      rc = errno != 0 ? MAILD_ERR_IO : 0;
-      break;
-    }
-    rc = list_entry(sp, de->d_name, holds, nholds, cb, user_data);
-    if (rc != 0)
-      break;
-  }
+  w.holds = holds;
+  rc = walk_dir(sp, openat(sp->queue_fd, ".", DIR_FLAGS), list_entry, &w);
   e = errno;
-  (void)closedir(d);
   maild__free(&sp->mem, holds);
   errno = e;
   return rc;
@@ -1311,41 +1324,22 @@ static int scan_entry(scan *sc, int pass, const char *name) {
   return scan_leftover(sc, name, id, ext);
 }
 
-/*
- * Lists `dirfd` through a descriptor of its own (fdopendir takes it over)
- * and hands each entry to scan_entry(). Entries renamed away during the
- * walk are fine: POSIX only leaves it open whether those are returned.
- */
-static int scan_dir(scan *sc, int dirfd, int pass) {
-  struct dirent *de;
-  DIR *d;
-  int fd, rc = 0, e;
+typedef struct scan_pass {
+  scan *sc;
+  int pass;
+} scan_pass;
 
-  fd = openat(dirfd, ".", DIR_FLAGS);
-  if (fd < 0)
-    return MAILD_ERR_IO;
-  d = fdopendir(fd);
-  if (d == NULL) {
-    e = errno;
-    (void)close(fd);
-    errno = e;
-    return MAILD_ERR_IO;
-  }
-  for (;;) {
-    errno = 0;
-    de = readdir(d);
-    if (de == NULL) {
-      rc = errno != 0 ? MAILD_ERR_IO : 0;
-      break;
-    }
-    rc = scan_entry(sc, pass, de->d_name);
-    if (rc != 0)
-      break;
-  }
-  e = errno;
-  (void)closedir(d);
-  errno = e;
-  return rc;
+static int scan_name(const char *name, void *ud) {
+  scan_pass *p = ud;
+  return scan_entry(p->sc, p->pass, name);
+}
+
+/* Lists `dirfd` through a descriptor of its own and hands each entry to
+   scan_entry(). */
+static int scan_dir(scan *sc, int dirfd, int pass) {
+  scan_pass p = {sc, pass};
+
+  return walk_dir(sc->sp, openat(dirfd, ".", DIR_FLAGS), scan_name, &p);
 }
 
 /* Makes the renames into corrupt/ durable: the new names, then the old. */
