@@ -1227,13 +1227,12 @@ static void build_reports(out_msg *m) {
   const maild_envelope *env = m->env;
   maild_dsn_rcpt *dr;
   maild_report rep;
-  size_t i, n[3] = {0, 0, 0};
-  maild_buf *out[3] = {&m->bounce, &m->success, &m->delay};
+  size_t i, n[OUT_REPORTS] = {0};
   int k;
 
   if (env->sender[0] == '\0' || m->result == NULL)
     return;
-  dr = maild__calloc(&srv->mem, 3 * env->nrcpt, sizeof(*dr));
+  dr = maild__calloc(&srv->mem, OUT_REPORTS * env->nrcpt, sizeof(*dr));
   if (dr == NULL)
     return;
   /* Kind k's recipients go to dr[k * nrcpt ...]. */
@@ -1245,12 +1244,12 @@ static void build_reports(out_msg *m) {
     if (m->result[i] == MAILD_RCPT_FAILED && f->action == NULL &&
         !(notify & MAILD_NOTIFY_NEVER) &&
         (notify == 0 || (notify & MAILD_NOTIFY_FAILURE)))
-      k = 0;
+      k = OUT_BOUNCE;
     else if (m->result[i] == MAILD_RCPT_DONE && f->action != NULL)
-      k = 1;
+      k = OUT_SUCCESS;
     else if (m->result[i] == RESULT_TEMP && f->action != NULL &&
              delay_due(m, i))
-      k = 2;
+      k = OUT_DELAY;
     else
       continue;
     r = &dr[(size_t)k * env->nrcpt + n[k]++];
@@ -1270,10 +1269,10 @@ static void build_reports(out_msg *m) {
   rep.fd = m->fd;
   rep.msg_size = env->msg_size;
   rep.return_path_len = env->return_path_len;
-  for (k = 0; k < 3; k++) {
+  for (k = 0; k < OUT_REPORTS; k++) {
     rep.rcpts = dr + (size_t)k * env->nrcpt;
     rep.nrcpts = n[k];
-    (void)maild__report_build(srv, &rep, out[k]);
+    (void)maild__report_build(srv, &rep, &m->report[k]);
   }
   maild__free(&srv->mem, dr);
 }
@@ -1299,7 +1298,7 @@ static void persist_work(uv_work_t *req) {
       if (env->rcpt[i].state == MAILD_RCPT_PENDING)
         final = 0;
     }
-    if (maild__buf_used(&m->delay) > 0)
+    if (maild__buf_used(&m->report[OUT_DELAY]) > 0)
       env->delay_warned = 1; /* sent once this is on record */
     m->err = final ? maild__spool_remove(srv->spool, m->id)
                    : maild__spool_update(srv->spool, env, m->disk_due);
@@ -1341,29 +1340,27 @@ static void attempt_done(out_msg *m) {
 }
 
 static void persist_done(uv_work_t *req, int status) {
+  static const char *const report_names[OUT_REPORTS] = {"non-delivery",
+                                                        "success", "delay"};
   out_msg *m = req->data;
   maild_server *srv = m->srv;
   maild_envelope *env = m->env;
+  int recorded = m->err == 0 || m->all_final, k;
   size_t i, pending = 0;
   uint64_t next;
 
   (void)status;
   srv->jobs--;
-  if (m->err != 0 && !m->all_final)
+  if (!recorded)
     maild__log(srv, MAILD_LOG_ERROR, "%s: cannot record delivery state: %s",
                m->id, maild_strerror(m->err));
-  else if (m->env != NULL) {
-    /* Only once the results are on record. */
-    maild__report_send(srv, m->id, m->env->sender, m->env->smtputf8, &m->bounce,
-                       "non-delivery");
-    maild__report_send(srv, m->id, m->env->sender, m->env->smtputf8,
-                       &m->success, "success");
-    maild__report_send(srv, m->id, m->env->sender, m->env->smtputf8, &m->delay,
-                       "delay");
+  for (k = 0; k < OUT_REPORTS; k++) {
+    /* Sent only once the results they report are on record. */
+    if (recorded && env != NULL)
+      maild__report_send(srv, m->id, env->sender, env->smtputf8, &m->report[k],
+                         report_names[k]);
+    maild__buf_free(&m->report[k], &srv->mem);
   }
-  maild__buf_free(&m->bounce, &srv->mem);
-  maild__buf_free(&m->success, &srv->mem);
-  maild__buf_free(&m->delay, &srv->mem);
   for (i = 0; env != NULL && m->result != NULL && i < env->nrcpt; i++)
     pending += m->result[i] == RESULT_TEMP;
   if (m->result == NULL)

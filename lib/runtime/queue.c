@@ -124,6 +124,7 @@ static int spilled(const maild_server *srv) {
 
 void maild__queue_record_free(out_msg *m, int finished) {
   maild_server *srv = m->srv;
+  int k;
   out_msg **p = &srv->out_index[bucket(srv, m->id)];
 
   while (*p != m)
@@ -141,9 +142,8 @@ void maild__queue_record_free(out_msg *m, int finished) {
   maild__spool_envelope_free(srv->spool, m->env);
   maild__free(&srv->mem, m->result);
   maild__free(&srv->mem, m->fail);
-  maild__buf_free(&m->bounce, &srv->mem);
-  maild__buf_free(&m->success, &srv->mem);
-  maild__buf_free(&m->delay, &srv->mem);
+  for (k = 0; k < OUT_REPORTS; k++)
+    maild__buf_free(&m->report[k], &srv->mem);
   maild__free(&srv->mem, m);
   if (finished && spilled(srv))
     want_scan(srv); /* room for one waiting in the spool */

@@ -21,6 +21,14 @@ typedef struct out_fail {
   char diag[REASON_MAX + 1];
 } out_fail;
 
+/* The reports an attempt may send its sender, in this order. */
+enum {
+  OUT_BOUNCE,  /* recipients that failed */
+  OUT_SUCCESS, /* NOTIFY=SUCCESS recipients delivered or relayed */
+  OUT_DELAY,   /* the delay warning, once per message */
+  OUT_REPORTS
+};
+
 /*
  * A queued message in memory: an id, its arrival and its retry state;
  * everything else stays in the spool. At most QUEUE_WINDOW of them exist.
@@ -40,12 +48,11 @@ struct out_msg {
   maild_envelope *env;
   int fd;
   int err;
-  uint8_t *result;   /* per recipient: 0, DONE, FAILED or RESULT_TEMP */
-  out_fail *fail;    /* per recipient, once one has something to report */
-  maild_buf bounce;  /* the reports to send, built with the results: */
-  maild_buf success; /* failures, NOTIFY=SUCCESS recipients done, and */
-  maild_buf delay;   /* the delay warning (once per message) */
-  uint64_t ended;    /* queue clock when the attempt's results came */
+  uint8_t *result; /* per recipient: 0, DONE, FAILED or RESULT_TEMP */
+  out_fail *fail;  /* per recipient, once one has something to report */
+  /* The reports to send, built with the results (outbound.c). */
+  maild_buf report[OUT_REPORTS];
+  uint64_t ended; /* queue clock when the attempt's results came */
   size_t jobs_left;
   uint64_t next_due; /* after this attempt (0: the lifetime is over) */
   uint64_t disk_due; /* what the spool records with the results */
