@@ -234,17 +234,15 @@ static void build_report(delivery *d, int fd, const uint8_t *fresh) {
   if (d->sender == NULL || d->sender[0] == '\0')
     return;
   for (i = 0; i < d->nrcpts; i++)
-    n += fresh[i] && (d->rcpts[i].notify & MAILD_NOTIFY_SUCCESS) &&
-         !(d->rcpts[i].notify & MAILD_NOTIFY_NEVER);
+    n += fresh[i] && maild__notify_success(d->rcpts[i].notify);
   if (n == 0)
-    return;
+    return; /* the usual case: no allocation */
   dr = maild__calloc(&d->srv->mem, n, sizeof(*dr));
   if (dr == NULL)
     return;
   for (i = n = 0; i < d->nrcpts; i++) {
     const delivery_rcpt *r = &d->rcpts[i];
-    if (!fresh[i] || !(r->notify & MAILD_NOTIFY_SUCCESS) ||
-        (r->notify & MAILD_NOTIFY_NEVER))
+    if (!fresh[i] || !maild__notify_success(r->notify))
       continue;
     dr[n].addr = r->addr;
     dr[n].orcpt = r->orig;

@@ -296,8 +296,7 @@ static void set_result(out_msg *m, size_t i, const char *relay,
   if (r->code >= 200 && r->code < 300) {
     m->result[i] = MAILD_RCPT_DONE;
     status = "sent";
-    if (action != NULL && (notify & MAILD_NOTIFY_SUCCESS) &&
-        !(notify & MAILD_NOTIFY_NEVER))
+    if (action != NULL && maild__notify_success(notify))
       note(m, i, relay, r, action);
     else if (m->fail != NULL)
       m->fail[i].action = NULL; /* an earlier host's deferral is moot */

@@ -305,6 +305,10 @@ typedef struct maild_report {
 /* On the worker pool: the report on `rcpts` into `out` (initialised
    here; empty when there is none to send: no recipient or null sender).
    Returns 0, MAILD_ERR_IO, MAILD_ERR_NOMEM or MAILD_ERR_LIMIT. */
+/* Whether a recipient's NOTIFY asks for a success report. */
+static inline int maild__notify_success(unsigned notify) {
+  return (notify & MAILD_NOTIFY_SUCCESS) && !(notify & MAILD_NOTIFY_NEVER);
+}
 int maild__report_build(maild_server *srv, const maild_report *rep,
                         maild_buf *out);
 /* On the loop, once what it reports is on record: sends `report` (taken
