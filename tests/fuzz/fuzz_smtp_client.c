@@ -7,7 +7,10 @@
  *     would on a lost connection).
  *  2. Results carry codes 200..599, and those the engine makes up itself
  *     are 4xx or 5xx.
- *  3. Everything the client sends has CRLF line ends only.
+ *  3. Everything the client sends has CRLF line ends only: its command
+ *     lines (and DATA bodies), and the concatenated payload of its BDAT
+ *     chunks, checked apart because RFC 3030 lets a chunk end anywhere,
+ *     between a CR and its LF too.
  * Any violation aborts.
  *
  * Input layout: [flags][chunk][read size][defer] then the server's octets.
@@ -31,7 +34,11 @@ typedef struct state {
   size_t cur; /* message in progress (index into the arrays) */
   size_t body_pos, read_size;
   int defer, deferred;
-  int prev_cr;
+  int prev_cr;    /* of the command stream */
+  int payload_cr; /* of the BDAT payload stream */
+  size_t payload; /* BDAT octets still to come */
+  char line[32];  /* the start of the command line being sent */
+  size_t line_len;
 } state;
 
 static void submit(state *s) {
@@ -127,19 +134,52 @@ static void on_message(maild_smtp_client *c, const maild_smtp_client_reply *r,
 static const maild_smtp_client_callbacks callbacks = {
     on_ready, on_starttls, on_read, on_rcpt, on_message};
 
+/* A BDAT command line starts a payload of the size it names. */
+static size_t bdat_size(const state *s) {
+  size_t n = 0, i;
+
+  if (s->line_len < 6 || memcmp(s->line, "BDAT ", 5) != 0)
+    return 0;
+  for (i = 5; i < s->line_len && s->line[i] >= '0' && s->line[i] <= '9'; i++)
+    n = n * 10 + (size_t)(s->line[i] - '0');
+  return n;
+}
+
+static void check_crlf(int *prev_cr, uint8_t ch) {
+  if (ch == '\n' && !*prev_cr)
+    abort(); /* a bare LF */
+  if (*prev_cr && ch != '\n')
+    abort(); /* a bare CR */
+  *prev_cr = ch == '\r';
+}
+
+static void check_output(state *s, const uint8_t *p, size_t n) {
+  size_t i;
+
+  for (i = 0; i < n; i++) {
+    if (s->payload > 0) {
+      check_crlf(&s->payload_cr, p[i]);
+      s->payload--;
+      continue;
+    }
+    check_crlf(&s->prev_cr, p[i]);
+    if (p[i] == '\n') {
+      if (s->line_len >= 5 && memcmp(s->line, "MAIL ", 5) == 0)
+        s->payload_cr = 0; /* a new message: an abandoned one may end in CR */
+      s->payload = bdat_size(s);
+      s->line_len = 0;
+    } else if (s->line_len < sizeof(s->line)) {
+      s->line[s->line_len++] = (char)p[i];
+    }
+  }
+}
+
 static void drain(state *s) {
   const uint8_t *p;
   maild_ssize n;
-  size_t i;
 
   while ((n = maild_smtp_client_send(s->c, &p)) > 0)
-    for (i = 0; i < (size_t)n; i++) {
-      if (p[i] == '\n' && !s->prev_cr)
-        abort(); /* a bare LF */
-      if (s->prev_cr && p[i] != '\n')
-        abort(); /* a bare CR */
-      s->prev_cr = p[i] == '\r';
-    }
+    check_output(s, p, (size_t)n);
   if (s->deferred && !maild_smtp_client_want_write(s->c))
     maild_smtp_client_resume(s->c);
   if (maild_smtp_client_get_phase(s->c) == MAILD_SMTP_CLIENT_TLS)
