@@ -131,6 +131,8 @@ static const setting settings[] = {
    .option = OPT(QUOTA_PERMANENT), .choices = quota_answers},
   {.name = "max-recipients", .kind = K_COUNT, .field = FIELD(max_recipients),
    .option = OPT(MAX_RECIPIENTS)},
+  {.name = "max-junk-commands", .kind = K_COUNT,
+   .field = FIELD(max_junk_commands), .option = OPT(MAX_JUNK_COMMANDS)},
   {.name = "max-connections", .kind = K_COUNT, .field = FIELD(max_connections),
    .option = OPT(MAX_CONNECTIONS)},
   {.name = "max-connections-per-ip", .kind = K_COUNT,

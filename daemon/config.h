@@ -126,6 +126,7 @@ typedef struct maild_config {
   uint64_t max_connections;        /* MAILD_OPT_MAX_CONNECTIONS */
   uint64_t max_connections_per_ip; /* MAILD_OPT_MAX_CONNECTIONS_PER_IP */
   uint64_t max_recipients;         /* MAILD_OPT_MAX_RECIPIENTS */
+  uint64_t max_junk_commands;      /* MAILD_OPT_MAX_JUNK_COMMANDS */
   uint64_t timeout_command_ms;     /* MAILD_OPT_TIMEOUT_COMMAND */
   uint64_t timeout_data_ms;        /* MAILD_OPT_TIMEOUT_DATA */
   uint64_t timeout_tls_ms;         /* MAILD_OPT_TIMEOUT_TLS */
@@ -184,7 +185,8 @@ void maild_config_free(maild_config *cfg);
 /*
  * Sets the library options that the configuration covers: HOSTNAME,
  * MAX_MESSAGE_SIZE, QUOTA_PERMANENT, MAX_CONNECTIONS,
- * MAX_CONNECTIONS_PER_IP, MAX_RECIPIENTS, TIMEOUT_COMMAND, TIMEOUT_DATA.
+ * MAX_CONNECTIONS_PER_IP, MAX_RECIPIENTS, MAX_JUNK_COMMANDS, TIMEOUT_COMMAND,
+ * TIMEOUT_DATA.
  * A parsed configuration always fits the options' ranges; for one edited
  * by hand, returns the first refusal (MAILD_ERR_RANGE, MAILD_ERR_INVAL or
  * MAILD_ERR_NOMEM) with a message such as "max-recipients: 5 is out of

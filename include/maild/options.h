@@ -105,7 +105,11 @@ extern "C" {
   /* Milliseconds a message may wait in the queue before its sender gets       \
      one delay warning (recipients with NOTIFY=DELAY or no NOTIFY); 0:         \
      none. */                                                                  \
-  XX(DELAY_WARNING, UINT, 14400000, 0, UINT64_C(31536000000))
+  XX(DELAY_WARNING, UINT, 14400000, 0, UINT64_C(31536000000))                  \
+  /* NOOP, RSET, VRFY and HELP commands an SMTP client may send (counted       \
+     from the start or its last accepted message) before each one more         \
+     also counts toward MAX_ERRORS (Postfix's smtpd_junk_command_limit). */    \
+  XX(MAX_JUNK_COMMANDS, UINT, 100, 1, 1000000000)
 
 typedef enum maild_option {
 #define MAILD_OPT_ENUM_(name, kind, def, min, max) MAILD_OPT_##name,

@@ -42,6 +42,7 @@ static int copy_options(maild_smtp_server *s, const maild_options *opt) {
   s->max_recipients = U(MAX_RECIPIENTS);
   s->max_message_size = U(MAX_MESSAGE_SIZE);
   s->max_errors = U(MAX_ERRORS);
+  s->max_junk = U(MAX_JUNK_COMMANDS);
   s->max_received = U(MAX_RECEIVED_HEADERS);
   s->output_backlog = U(OUTPUT_BACKLOG);
   s->opt_starttls = U(STARTTLS) != 0;
@@ -186,17 +187,35 @@ int maild__smtp_close(maild_smtp_server *s, int code, const char *enh,
   return err;
 }
 
+/* Counts one more error; reaching MAX_ERRORS ends the session with 421
+   (Postfix's hard limit). */
+static int count_error(maild_smtp_server *s) {
+  if (++s->errors < s->max_errors)
+    return 0;
+  return maild__smtp_close(s, 421, "4.7.0", "Error: too many errors");
+}
+
 /* Queues a reply to a client command; error replies count toward the
-   limit after which the session ends with 421 (Postfix's hard limit). */
+   error limit. */
 int maild__smtp_reply(maild_smtp_server *s, int code, const char *enh,
                       const char *text) {
   int err = queue_reply(s, code, enh, text);
 
   if (err != 0 || code < 400 || s->closing)
     return err;
-  if (++s->errors < s->max_errors)
-    return 0;
-  return maild__smtp_close(s, 421, "4.7.0", "Error: too many errors");
+  return count_error(s);
+}
+
+/* The reply to a command that moves no mail (NOOP, RSET, VRFY, HELP): past
+   MAX_JUNK_COMMANDS of them each counts as an error too, so they cannot
+   hold a connection open for ever. */
+int maild__smtp_junk_reply(maild_smtp_server *s, int code, const char *enh,
+                           const char *text) {
+  int err = maild__smtp_reply(s, code, enh, text);
+
+  if (err != 0 || code >= 400 || s->closing || ++s->junk <= s->max_junk)
+    return err;
+  return count_error(s);
 }
 
 /* Turns the embedder's reply into one that is safe to send: a code outside

@@ -326,13 +326,13 @@ static int cmd_rset(maild_smtp_server *s, const char *arg, size_t len) {
   if (len != 0)
     return maild__smtp_error(s, 501, "5.5.4", "Syntax: RSET");
   maild__smtp_tx_end(s, MAILD_SMTP_ABORT_RSET);
-  return maild__smtp_reply(s, 250, "2.0.0", "Ok");
+  return maild__smtp_junk_reply(s, 250, "2.0.0", "Ok");
 }
 
 static int cmd_noop(maild_smtp_server *s, const char *arg, size_t len) {
   (void)arg;
   (void)len;
-  return maild__smtp_reply(s, 250, "2.0.0", "Ok");
+  return maild__smtp_junk_reply(s, 250, "2.0.0", "Ok");
 }
 
 static int cmd_quit(maild_smtp_server *s, const char *arg, size_t len) {
@@ -346,7 +346,7 @@ static int cmd_vrfy(maild_smtp_server *s, const char *arg, size_t len) {
   if (len == 0)
     return maild__smtp_error(s, 501, "5.5.4", "Syntax: VRFY address");
   /* RFC 5321 3.5.3: 252 when the server will not verify. */
-  return maild__smtp_reply(
+  return maild__smtp_junk_reply(
       s, 252, "2.0.0",
       "Cannot VRFY user, but will accept message and attempt delivery");
 }
@@ -360,9 +360,9 @@ static int cmd_expn(maild_smtp_server *s, const char *arg, size_t len) {
 static int cmd_help(maild_smtp_server *s, const char *arg, size_t len) {
   (void)arg;
   (void)len;
-  return maild__smtp_reply(s, 214, "2.0.0",
-                           "Commands: HELO EHLO MAIL RCPT DATA BDAT RSET "
-                           "NOOP QUIT VRFY HELP STARTTLS AUTH");
+  return maild__smtp_junk_reply(s, 214, "2.0.0",
+                                "Commands: HELO EHLO MAIL RCPT DATA BDAT RSET "
+                                "NOOP QUIT VRFY HELP STARTTLS AUTH");
 }
 
 /* ---- STARTTLS (RFC 3207) ---- */

@@ -99,6 +99,9 @@ static int body_end(maild_smtp_server *s) {
 
 int maild__smtp_data_end_done(maild_smtp_server *s, const maild_reply *r) {
   int code = maild__smtp_answer(s, r, 250, "2.0.0", "Ok");
+
+  if (code >= 200 && code < 300)
+    s->junk = 0; /* a client that sends mail is not idling */
   return code < 0 ? code : 0;
 }
 

@@ -67,6 +67,7 @@ struct maild_smtp_server {
   char *auth_mechs; /* NULL: AUTH not offered */
   uint64_t max_command_line, max_params_extra, max_auth_line;
   uint64_t max_recipients, max_message_size, max_errors, max_received;
+  uint64_t max_junk;
   uint64_t output_backlog;
   int opt_starttls, opt_auth_plaintext, opt_smtputf8, opt_chunking, opt_dsn;
   int opt_lenient_spaces;
@@ -88,6 +89,7 @@ struct maild_smtp_server {
   char *tls_info;
   int authenticated;
   unsigned errors;
+  uint64_t junk; /* NOOP/RSET/VRFY/HELP since the last accepted message */
 
   /* The command line being handled, for on_error (valid only then). */
   const char *line;
@@ -114,6 +116,8 @@ struct maild_smtp_server {
 /* smtp_server.c */
 int maild__smtp_reply(maild_smtp_server *s, int code, const char *enh,
                       const char *text);
+int maild__smtp_junk_reply(maild_smtp_server *s, int code, const char *enh,
+                           const char *text);
 void maild__smtp_normalize(const maild_reply *r, int def_code,
                            const char *def_enh, const char *def_text,
                            maild_reply *out, char enh_buf[8]);

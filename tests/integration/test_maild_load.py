@@ -14,13 +14,16 @@ L3  Postfix's smtp-source sends 10,000 messages over 50 parallel sessions
     (a Python generator with 50 threads stands in if smtp-source is absent).
 L4  a client pipelines NOOPs without ever reading: maild's RSS stays within
     64 MiB of its start, it stops reading (the client's sending blocks),
-    others are served meanwhile, and closing the client frees its session.
+    others are served meanwhile, and closing the client frees its session
+    (with the junk limit lifted). With the default limit, NOOP/RSET/VRFY
+    past 100 count as errors: the 120th command gets 421.
 L5  with fsync/syncfs slowed by 1.5 s (strace inject delay_enter), another
     client's EHLO/NOOP round trip stays fast while a delivery waits.
 """
 import os
 import re
 import shutil
+import smtplib
 import socket
 import subprocess
 import sys
@@ -360,7 +363,9 @@ def l3():
 # ---- L4 ----
 
 def l4():
-    extra = "max-connections-per-ip 2"
+    # NOOPs past the junk limit end the session: lift it to see the
+    # back-pressure.
+    extra = "max-connections-per-ip 2\nmax-junk-commands 1000000000"
     with Maild(users=USERS, extra=extra) as m:
         # Warm up: one ordinary session, then the baseline.
         normal_session(m.port, "l4-warm")
@@ -445,7 +450,7 @@ def l4():
         r.check("L4 maild alive", m.proc.poll() is None, m.log()[-800:])
     # The same pipeline from a client that does read: every reply comes,
     # so back-pressure only pauses the session, never stalls it.
-    with Maild(users=USERS) as m:
+    with Maild(users=USERS, extra="max-junk-commands 1000000000") as m:
         n = 100000
         c = RawSMTP(m.port, timeout=10)
         c.reply()
@@ -480,6 +485,44 @@ def l4():
         r.check("L4 a client pipelining %d NOOPs while reading gets every "
                 "reply (%d in %.1f s)" % (n, got["replies"], secs),
                 got["replies"] == n and got["bad"] == 0, got)
+    # With the default junk limit (100), a client that only idles with
+    # NOOP/RSET/VRFY is let go: each one past the limit is an error, and
+    # the 20th error (the 120th command) gets its reply and then 421, and
+    # the connection closes (smtplib reads that 421 as the next command's
+    # reply). One that sends mail in between starts the count again and
+    # is never cut.
+    with Maild(users=USERS) as m:
+        s = smtplib.SMTP("127.0.0.1", m.port, timeout=10)
+        s.ehlo("idle.example")
+        codes = []
+        try:
+            for i in range(125):
+                if i % 3 == 0:
+                    codes.append(s.noop()[0])
+                elif i % 3 == 1:
+                    codes.append(s.rset()[0])
+                else:
+                    codes.append(s.verify("x")[0])
+        except smtplib.SMTPServerDisconnected:
+            codes.append("closed")
+        want = [250, 250, 252] * 40 + [421, "closed"]
+        r.check("L4 120 NOOP/RSET/VRFY: the 120th is answered, then 421 "
+                "and the connection closes", codes == want,
+                [(i, c) for i, c in enumerate(codes)
+                 if i >= len(want) or c != want[i]])
+        s = smtplib.SMTP("127.0.0.1", m.port, timeout=10)
+        s.ehlo("busy.example")
+        codes = []
+        for k in range(3):
+            codes += [s.noop()[0] for _ in range(90)]
+            s.sendmail("x@remote.example", [RCPT],
+                       b"Subject: l4-junk-%d\r\n\r\nhi\r\n" % k)
+        s.quit()
+        r.check("L4 270 NOOPs between 3 messages are all answered 250",
+                codes == [250] * 270 and
+                wait_until(lambda: all(delivered(m, "l4-junk-%d" % k) == 1
+                                       for k in range(3)), 5),
+                sorted(set(codes)))
 
 
 # ---- L5 ----

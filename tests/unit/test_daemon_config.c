@@ -87,6 +87,7 @@ static void test_defaults(void **state) {
   assert_int_equal(cfg.quota_permanent, 0);
   assert_int_equal(cfg.log, MAILD_CONFIG_LOG_AUTO);
   assert_int_equal(cfg.max_recipients, 1000);
+  assert_int_equal(cfg.max_junk_commands, 100);
   assert_int_equal(cfg.max_connections, 1000);
   assert_int_equal(cfg.max_connections_per_ip, 50);
   assert_int_equal(cfg.timeout_command_ms, 300000);
@@ -138,7 +139,8 @@ static void test_every_setting(void **state) {
                   "timeout-data 90s\n"
                   "alias Postmaster@Example.com admin@example.com\n"
                   "alias @example.org Bob@Elsewhere.EXAMPLE c@example.net\n"
-                  "log syslog\n");
+                  "log syslog\n"
+                  "max-junk-commands 1000\n");
   assert_string_equal(cfg.hostname, "mx.example.com");
   assert_int_equal(cfg.ndomains, 3);
   assert_string_equal(cfg.domains[0], "example.com");
@@ -165,6 +167,7 @@ static void test_every_setting(void **state) {
   assert_int_equal(cfg.quota, UINT64_C(2) << 30);
   assert_int_equal(cfg.quota_permanent, 1);
   assert_int_equal(cfg.max_recipients, 200);
+  assert_int_equal(cfg.max_junk_commands, 1000);
   assert_int_equal(cfg.max_connections, 300);
   assert_int_equal(cfg.max_connections_per_ip, 10);
   assert_int_equal(cfg.timeout_command_ms, 120000);
@@ -293,6 +296,12 @@ static const struct error_case syntax_errors[] = {
      "maild.conf:1: max-recipients: '1000001' is out of range (100 to "
      "1000000)"},
     {"max-recipients 1k\n", "maild.conf:1: max-recipients: bad number '1k'"},
+    {"max-junk-commands 0\n",
+     "maild.conf:1: max-junk-commands: '0' is out of range (1 to "
+     "1000000000)"},
+    {"max-junk-commands 1000000001\n",
+     "maild.conf:1: max-junk-commands: '1000000001' is out of range (1 to "
+     "1000000000)"},
     {"max-connections 0\n",
      "maild.conf:1: max-connections: '0' is out of range (1 to 1000000)"},
     {"max-connections-per-ip 1000001\n",
@@ -751,6 +760,7 @@ static void test_apply_options(void **state) {
                   "max-message-size 1M\n"
                   "quota-answer 552\n"
                   "max-recipients 150\n"
+                  "max-junk-commands 7\n"
                   "max-connections 20\n"
                   "max-connections-per-ip 2\n"
                   "timeout-command 1m\n"
@@ -763,6 +773,7 @@ static void test_apply_options(void **state) {
                    1048576);
   assert_int_equal(maild_options_get_uint(opt, MAILD_OPT_QUOTA_PERMANENT), 1);
   assert_int_equal(maild_options_get_uint(opt, MAILD_OPT_MAX_RECIPIENTS), 150);
+  assert_int_equal(maild_options_get_uint(opt, MAILD_OPT_MAX_JUNK_COMMANDS), 7);
   assert_int_equal(maild_options_get_uint(opt, MAILD_OPT_MAX_CONNECTIONS), 20);
   assert_int_equal(
       maild_options_get_uint(opt, MAILD_OPT_MAX_CONNECTIONS_PER_IP), 2);

@@ -624,6 +624,68 @@ static void test_recipients_flood(void **state) {
   finish(&h);
 }
 
+/* Sends `n` commands that move no mail (NOOP, RSET, VRFY, HELP in turn),
+   each answered with its usual reply. */
+static void junk(harness *h, size_t n) {
+  static const char *const cmd[] = {"NOOP\r\n", "RSET\r\n", "VRFY a\r\n",
+                                    "HELP\r\n"};
+  static const char *const reply[] = {"250 2.0.0 Ok\r\n", "250 2.0.0 Ok\r\n",
+                                      "252 2.0.0 ", "214 2.0.0 "};
+  size_t i;
+
+  for (i = 0; i < n; i++) {
+    say(h, cmd[i % 4]);
+    assert_true(
+        strncmp(h->out + h->out_seen, reply[i % 4], strlen(reply[i % 4])) == 0);
+    h->out_seen = h->out_len;
+    assert_false(maild_smtp_server_closing(h->s));
+  }
+}
+
+/* MAX_JUNK_COMMANDS: that many NOOP/RSET/VRFY/HELP cost nothing; each one
+   past it counts as an error. An accepted message starts the count again;
+   a refused one does not. */
+static void test_junk_command_limit(void **state) {
+  static const char msg[] =
+      "MAIL FROM:<a@c.test>\r\nRCPT TO:<v@mx.test>\r\nDATA\r\nhi\r\n.\r\n";
+  static const char accepted[] = "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"
+                                 "354 End data with <CR><LF>.<CR><LF>\r\n"
+                                 "250 2.0.0 Ok\r\n";
+  maild_options *opt = options_uint(MAILD_OPT_MAX_JUNK_COMMANDS, 10);
+  harness h;
+
+  (void)state;
+  assert_int_equal(maild_options_set_uint(opt, MAILD_OPT_MAX_ERRORS, 3), 0);
+  start(&h, opt);
+  ehlo(&h);
+  junk(&h, 10); /* at the limit */
+  chat(&h, msg, accepted);
+  junk(&h, 10); /* counted again from the accepted message */
+  junk(&h, 1);  /* one past: error 1 */
+  h.data_reply.code = 554;
+  say(&h, msg); /* refused: error 2, and the count goes on */
+  assert_non_null(strstr(h.out + h.out_seen, "\r\n554 "));
+  h.out_seen = h.out_len;
+  assert_false(maild_smtp_server_closing(h.s));
+  chat(&h, "NOOP\r\n", "250 2.0.0 Ok\r\n421 4.7.0 Error: too many errors\r\n");
+  assert_true(maild_smtp_server_closing(h.s));
+  finish(&h);
+}
+
+/* The default limit is Postfix's: 100 junk commands, then 20 errors. */
+static void test_junk_command_default(void **state) {
+  harness h;
+
+  (void)state;
+  assert_int_equal(maild_options_get_uint(NULL, MAILD_OPT_MAX_JUNK_COMMANDS),
+                   100);
+  start(&h, NULL);
+  ehlo(&h);
+  junk(&h, 119);
+  chat(&h, "NOOP\r\n", "250 2.0.0 Ok\r\n421 4.7.0 Error: too many errors\r\n");
+  finish(&h);
+}
+
 /* ---- S7: message size (RFC 1870) ---- */
 
 /* SIZE= at MAIL with the default limit: at it accepted, past it 552. */
@@ -856,7 +918,7 @@ static void test_output_backlog(void **state) {
   assert_non_null(buf);
   for (i = 0; i < N; i++)
     memcpy(buf + i * 6, "NOOP\r\n", 6);
-  start(&h, NULL);
+  start(&h, options_uint(MAILD_OPT_MAX_JUNK_COMMANDS, N));
   while (off < len) {
     maild_ssize n =
         maild_smtp_server_recv(h.s, (uint8_t *)buf + off, len - off);
@@ -1158,6 +1220,8 @@ int main(void) {
       cmocka_unit_test(test_recipients_default),
       cmocka_unit_test(test_recipients_cap),
       cmocka_unit_test(test_recipients_flood),
+      cmocka_unit_test(test_junk_command_limit),
+      cmocka_unit_test(test_junk_command_default),
       cmocka_unit_test(test_size_param_default),
       cmocka_unit_test(test_oversized_body_default),
       cmocka_unit_test(test_body_at_limit),
