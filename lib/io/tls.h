@@ -63,7 +63,10 @@ typedef struct maild_tls maild_tls;
  * Protocol: TLS 1.2 only (the version this mbedTLS build offers), cipher
  * suites ECDHE-ECDSA and ECDHE-RSA with AES-128-GCM, AES-256-GCM and
  * ChaCha20-Poly1305 (no CBC, no static RSA, no SHA-1 MACs), curves X25519,
- * P-256 and P-384, no renegotiation, no compression, no session tickets.
+ * P-256 and P-384, no renegotiation, no compression. A server issues
+ * session tickets (RFC 5077; key made at creation and replaced hourly,
+ * tickets good for an hour) so returning clients resume without a key
+ * exchange; a client does not ask for them.
  *
  * Creation reads files and gathers entropy: it blocks, so the runtime does
  * it at start-up, on reload (SIGHUP) or on its worker pool, not on the loop.

@@ -21,6 +21,7 @@
 #include <mbedtls/pk.h>
 #include <mbedtls/platform_util.h>
 #include <mbedtls/ssl.h>
+#include <mbedtls/ssl_ticket.h>
 #include <mbedtls/x509_crt.h>
 
 #include <errno.h>
@@ -34,6 +35,10 @@
 #define CERT_FILE_MAX  (1024u * 1024u)
 #define CA_FILE_MAX    (4u * 1024u * 1024u)
 #define SYSTEM_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
+
+/* Seconds a session ticket stays good; the ticket key is replaced as
+   often (RFC 5077; Postfix's smtpd_tls_session_cache_timeout). */
+#define TICKET_LIFETIME 3600
 
 /* The allowed suites, strongest first; the server picks in this order.
    IANA numbers with the names OpenSSL (and most Received headers) use. */
@@ -63,6 +68,10 @@ struct maild_tls_config {
   mbedtls_ctr_drbg_context drbg;
   mbedtls_x509_crt chain; /* server: own chain, leaf first; client: CAs */
   mbedtls_pk_context key; /* server only */
+  /* Server: session tickets (RFC 5077), so a returning client skips the
+     key exchange and the signature. The backend locks it for handshakes
+     on several threads. */
+  mbedtls_ssl_ticket_context ticket;
   /*
    * SNI hook: one certificate per listener for now. Serving several names
    * means a table of (name, chain, key) here, consulted by a callback
@@ -191,6 +200,7 @@ static void config_free(maild_tls_config *c) {
   mbedtls_ssl_config_free(&c->conf);
   mbedtls_x509_crt_free(&c->chain);
   mbedtls_pk_free(&c->key);
+  mbedtls_ssl_ticket_free(&c->ticket);
   mbedtls_ctr_drbg_free(&c->drbg);
   mbedtls_entropy_free(&c->entropy);
   maild__free(&m, c);
@@ -218,6 +228,7 @@ static int config_alloc(maild_tls_config **out, int endpoint,
   mbedtls_ctr_drbg_init(&c->drbg);
   mbedtls_x509_crt_init(&c->chain);
   mbedtls_pk_init(&c->key);
+  mbedtls_ssl_ticket_init(&c->ticket);
   rc = mbedtls_ctr_drbg_seed(&c->drbg, mbedtls_entropy_func, &c->entropy,
                              (const unsigned char *)pers, sizeof(pers) - 1);
   if (rc != 0) {
@@ -353,6 +364,14 @@ int maild__tls_config_server_new(maild_tls_config **out, const char *cert_path,
                          "%s: signing with the key failed", key_path);
   if (rc == 0 && mbedtls_ssl_conf_own_cert(&c->conf, &c->chain, &c->key) != 0)
     rc = maild__tls_errf(err, errlen, MAILD_ERR_NOMEM, "out of memory");
+  if (rc == 0 && mbedtls_ssl_ticket_setup(&c->ticket, mbedtls_ctr_drbg_random,
+                                          &c->drbg, MBEDTLS_CIPHER_AES_256_GCM,
+                                          TICKET_LIFETIME) != 0)
+    rc = maild__tls_errf(err, errlen, MAILD_ERR_TLS,
+                         "cannot make a session ticket key");
+  if (rc == 0)
+    mbedtls_ssl_conf_session_tickets_cb(&c->conf, mbedtls_ssl_ticket_write,
+                                        mbedtls_ssl_ticket_parse, &c->ticket);
   if (rc != 0) {
     config_free(c);
     return rc;

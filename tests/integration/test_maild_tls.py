@@ -17,6 +17,7 @@ land in the mailbox with a Received header saying "with ESMTPS" and
 
 Also: STARTTLS offered on smtp/submission before TLS and never after it
 nor on smtps; a second STARTTLS gets 554 5.5.1; close_notify after QUIT;
+a returning client resumes its session with the server's ticket;
 a 5 MiB message and 1-octet records survive the record layer; the key file
 is 0600 and a restart keeps the generated certificate; SIGHUP swaps in a
 new configured certificate for new connections while an old TLS session
@@ -129,9 +130,11 @@ def read_reply(f):
     return b"".join(lines)
 
 
-def tls_connect(port, ca, implicit, server_hostname="127.0.0.1"):
+def tls_connect(port, ca, implicit, server_hostname="127.0.0.1", ctx=None,
+                session=None):
     """A verified TLS socket, after the greeting (and EHLO/STARTTLS for a
-    STARTTLS port); returns (ssl socket, file)."""
+    STARTTLS port); returns (ssl socket, file). `ctx` and `session` let a
+    client offer an earlier session for resumption."""
     raw = socket.create_connection(("127.0.0.1", port), timeout=10)
     if not implicit:
         f = raw.makefile("rb")
@@ -143,8 +146,9 @@ def tls_connect(port, ca, implicit, server_hostname="127.0.0.1"):
         if not rep.startswith(b"220"):
             raise RuntimeError("STARTTLS: %r" % rep)
         f.close()
-    s = ctx_for(ca).wrap_socket(raw, server_hostname=server_hostname,
-                                suppress_ragged_eofs=False)
+    s = (ctx or ctx_for(ca)).wrap_socket(raw, server_hostname=server_hostname,
+                                         suppress_ragged_eofs=False,
+                                         session=session)
     f = s.makefile("rb")
     if implicit:
         read_reply(f)
@@ -313,6 +317,50 @@ def close_notify_checks(m, ca, tag):
         finally:
             f.close()
             s.close()
+
+
+def resumption_checks(m, ca, tag):
+    """A returning client resumes with the session ticket it was given
+    (RFC 5077: no key exchange, no signature), on smtps and after
+    STARTTLS, and the resumed session carries mail."""
+    for implicit, port in ((True, m.ports["smtps"][0]),
+                           (False, m.ports["smtp"][0])):
+        kind = "smtps" if implicit else "starttls"
+        ctx = ctx_for(ca)
+        s, f = tls_connect(port, ca, implicit, ctx=ctx)
+        s.sendall(b"QUIT\r\n")
+        read_reply(f)
+        first = s.session
+        f.close()
+        s.close()
+        r.check("%s %s: the server issues a session ticket" % (tag, kind),
+                first is not None and first.has_ticket)
+        s, f = tls_connect(port, ca, implicit, ctx=ctx, session=first)
+        try:
+            reused = s.session_reused
+            # smtps is for submission: log in first.
+            auth = b"AUTH PLAIN %s\r\n" % base64.b64encode(
+                b"\0" + RCPT.encode() + b"\0pw") if implicit else b""
+            s.sendall(b"EHLO again.example\r\n" + auth +
+                      b"MAIL FROM:<%s>\r\nRCPT TO:<%s>\r\nDATA\r\n"
+                      % (RCPT.encode(), RCPT.encode()))
+            reps = [read_reply(f) for _ in range(5 if implicit else 4)]
+            if implicit:
+                r.check("%s smtps: AUTH over the resumed session" % tag,
+                        reps.pop(1).startswith(b"235"))
+            s.sendall(b"Subject: resumed-%s\r\n\r\nhi\r\n.\r\nQUIT\r\n"
+                      % kind.encode())
+            reps += [read_reply(f), read_reply(f)]
+        finally:
+            f.close()
+            s.close()
+        r.check("%s %s: a second connection resumes the session" % (tag, kind),
+                reused)
+        r.check("%s %s: mail over the resumed session is accepted" % (tag, kind),
+                [x[:3] for x in reps] ==
+                [b"250", b"250", b"250", b"354", b"250", b"221"], reps)
+        r.check("%s %s: the resumed message is delivered" % (tag, kind),
+                delivered(m, b"resumed-" + kind.encode(), wait=20) is not None)
 
 
 def curl_clients(m, ca, tag, tmp):
@@ -522,6 +570,7 @@ def all_clients(m, ca, tag, dnsnames, tmp):
     smtplib_clients(m, ca, tag)
     name_checks(m, ca, tag, dnsnames + ["127.0.0.1"])
     close_notify_checks(m, ca, tag)
+    resumption_checks(m, ca, tag)
     curl_clients(m, ca, tag, tmp)
     swaks_clients(m, ca, tag, tmp)
     s_client_clients(m, ca, tag, dnsnames)
