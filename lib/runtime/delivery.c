@@ -222,11 +222,27 @@ static int stage(delivery *d) {
   return err;
 }
 
-/* The NOTIFY=SUCCESS report on the recipients delivered into mailboxes
-   now (`fresh`), built while the spool file is open; it is sent only if
-   the message is accepted (maild__delivery_done). */
+void maild__delivery_set_notify(delivery *d, size_t from, unsigned notify) {
+  size_t i;
+
+  if (d->nrcpts - from > 1 && d->rcpts[from].orig[0] != '\0' &&
+      maild__notify_success(notify)) {
+    d->rcpts[from].expanded = 1;
+    notify &= ~(unsigned)MAILD_NOTIFY_SUCCESS;
+    if (notify == 0)
+      notify = MAILD_NOTIFY_NEVER; /* SUCCESS alone: nothing more */
+  }
+  for (i = from; i < d->nrcpts; i++)
+    d->rcpts[i].notify = notify;
+}
+
+/* The NOTIFY=SUCCESS report at arrival: the recipients delivered into
+   mailboxes now (`fresh`) and the aliases expanded. Built while the spool
+   file is open; sent only if the message is accepted
+   (maild__delivery_done). */
 static void build_report(delivery *d, int fd, const uint8_t *fresh) {
   static const char diag[] = "250 2.0.0 Delivered to mailbox";
+  static const char expanded[] = "250 2.0.0 Expanded by alias";
   maild_dsn_rcpt *dr;
   maild_report rep;
   size_t i, n = 0;
@@ -234,7 +250,8 @@ static void build_report(delivery *d, int fd, const uint8_t *fresh) {
   if (d->sender == NULL || d->sender[0] == '\0')
     return;
   for (i = 0; i < d->nrcpts; i++)
-    n += fresh[i] && maild__notify_success(d->rcpts[i].notify);
+    n += (size_t)(fresh[i] && maild__notify_success(d->rcpts[i].notify)) +
+         (size_t)(d->rcpts[i].expanded != 0);
   if (n == 0)
     return; /* the usual case: no allocation */
   dr = maild__calloc(&d->srv->mem, n, sizeof(*dr));
@@ -242,6 +259,15 @@ static void build_report(delivery *d, int fd, const uint8_t *fresh) {
     return;
   for (i = n = 0; i < d->nrcpts; i++) {
     const delivery_rcpt *r = &d->rcpts[i];
+    if (r->expanded) {
+      dr[n].addr = r->orig;
+      dr[n].orcpt = "";
+      dr[n].action = "expanded";
+      dr[n].status = "2.0.0";
+      dr[n].remote_mta = "";
+      dr[n].diag = expanded;
+      n++;
+    }
     if (!fresh[i] || !maild__notify_success(r->notify))
       continue;
     dr[n].addr = r->addr;

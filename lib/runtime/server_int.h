@@ -249,6 +249,8 @@ typedef struct delivery_rcpt {
   char *store_id;  /* the store's name for it, to withdraw it */
   int remote;      /* another domain: waits in the spool for outbound */
   unsigned notify; /* DSN NOTIFY bits (maild_notify), 0 if not given */
+  int expanded;    /* first target of an alias of several whose RCPT asked
+                      for SUCCESS: `orig` is reported "expanded" */
 } delivery_rcpt;
 
 /* One message on its way from the session into the spool and mailboxes. */
@@ -317,6 +319,12 @@ int maild__report_build(maild_server *srv, const maild_report *rep,
 void maild__report_send(maild_server *srv, const char *id, const char *sender,
                         int smtputf8, maild_buf *report, const char *what);
 
+/* Gives the recipients added from index `from` on (the targets one RCPT
+   became) the RCPT's NOTIFY. An alias of several targets is itself
+   reported "expanded" when SUCCESS is asked for, and its targets are not
+   asked SUCCESS again (RFC 3461 6.2.7.3): the sender learns that the mail
+   arrived, not who is behind the alias. */
+void maild__delivery_set_notify(delivery *d, size_t from, unsigned notify);
 delivery *maild__delivery_new(maild_server *srv);
 void maild__delivery_free(delivery *d);
 /* Commits the message and delivers it locally on the worker pool; `done`

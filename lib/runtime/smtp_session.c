@@ -232,8 +232,8 @@ static int on_rcpt(maild_smtp_server *eng, const maild_smtp_rcpt *rc,
   }
   /* The DSN requests go with the recipient (and the alias targets it
      became). */
-  for (; reply->code == 0 && before < s->d->nrcpts; before++)
-    s->d->rcpts[before].notify = rc->params->notify;
+  if (reply->code == 0)
+    maild__delivery_set_notify(s->d, before, rc->params->notify);
   if (reply->code != 0 && maild_path_format(rc->to, addr, sizeof(addr)) >= 0)
     maild__log(s->srv, MAILD_LOG_INFO,
                "reject: RCPT from [%s]: %d %s <%s>: %s; from=<%s>", s->peer,

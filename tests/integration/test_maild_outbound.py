@@ -22,7 +22,8 @@ clock makes them due), and messages outside memory that expire and
 bounce; a local mailbox that was full is retried by the queue; NOTIFY=SUCCESS
 (RFC 3461): a 'delivered' report for a local mailbox and a 'relayed' one
 for a next hop without DSN, with the ENVID; none for NOTIFY=FAILURE or
-when the next hop takes the DSN parameters."""
+when the next hop takes the DSN parameters; one 'expanded' report for an
+alias of several targets and none naming the targets."""
 import email
 import json
 import os
@@ -674,7 +675,9 @@ r.check("local retry: SIGTERM exits 0", A.stop() == 0, A.log()[-800:])
 port = free_port()
 sink = Sink(port, "-N")  # a server that does not announce DSN
 A = Maild(users={ALICE: PW, DORA: PW}, listen=("smtp", "submission"),
-          extra="route * 127.0.0.1:%d\n" % port)
+          extra="route * 127.0.0.1:%d\n"
+                "alias team@example.test dora@example.test gus@elsewhere.test\n"
+                % port)
 send_dsn(A, [DORA, "bob@elsewhere.test"], "SUCCESS", "env-42")
 wait_until(lambda: reports(A, "delivered") and reports(A, "relayed"), 20)
 got = reports(A, "delivered")
@@ -702,6 +705,30 @@ wait_until(lambda: len(sink.messages()) >= 2 and A.spool_files() == [], 20)
 time.sleep(0.5)
 r.check("NOTIFY=FAILURE: no success report",
         len(A.mailbox(ALICE)) == before, len(A.mailbox(ALICE)) - before)
+# An alias of several targets (RFC 3461 6.2.7.3): one 'expanded' report
+# for the alias; its targets are not asked SUCCESS again, so no report
+# names them.
+n_dora, n_sink = len(A.mailbox(DORA)), len(sink.messages())
+n_reports = len(reports(A, "delivered")) + len(reports(A, "relayed"))
+send_dsn(A, ["team@example.test"], "SUCCESS", "env-45")
+wait_until(lambda: reports(A, "expanded") and A.spool_files() == [] and
+           len(sink.messages()) > n_sink, 20)
+time.sleep(0.5)
+got = reports(A, "expanded")
+r.check("NOTIFY=SUCCESS to an alias of two: one 'expanded' report for it",
+        len(got) == 1 and
+        b"Final-Recipient: rfc822; team@example.test" in got[0] and
+        b"Status: 2.0.0" in got[0] and
+        b"Original-Envelope-Id: env-45" in got[0] and
+        b"dora@" not in got[0] and b"gus@" not in got[0],
+        got[0][-800:] if got else A.log()[-600:])
+r.check("NOTIFY=SUCCESS to an alias of two: no report for its targets",
+        len(reports(A, "delivered")) + len(reports(A, "relayed")) ==
+        n_reports, A.log()[-600:])
+r.check("NOTIFY=SUCCESS to an alias of two: both targets have the message",
+        len(A.mailbox(DORA)) == n_dora + 1 and
+        any(b"gus@elsewhere.test" in x for x in sink.messages()[n_sink:]),
+        (len(A.mailbox(DORA)) - n_dora, len(sink.messages()) - n_sink))
 sink.stop()
 A.stop()
 # A next hop with DSN reports itself: the parameters travel, no report.
