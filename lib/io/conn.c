@@ -391,6 +391,10 @@ const char *maild__conn_tls_info(const maild_conn *c) {
   return c->tls != NULL && c->tls_ready ? maild__tls_info(c->tls) : NULL;
 }
 
+int maild__conn_tls_resumed(const maild_conn *c) {
+  return c->tls != NULL && c->tls_ready && maild__tls_resumed(c->tls);
+}
+
 const char *maild__conn_tls_error(const maild_conn *c) {
   return c->tls != NULL ? maild__tls_error(c->tls) : "";
 }

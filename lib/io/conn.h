@@ -65,6 +65,9 @@ int maild__conn_tls_connect(maild_conn *c, struct maild_tls *tls);
 /* "TLSv1.2 with cipher ..." once the handshake is done, else NULL. */
 const char *maild__conn_tls_info(const maild_conn *c);
 
+/* 1 once a handshake that resumed an earlier session is done, else 0. */
+int maild__conn_tls_resumed(const maild_conn *c);
+
 /* Why the handshake or a record failed; "" if it did not. */
 const char *maild__conn_tls_error(const maild_conn *c);
 

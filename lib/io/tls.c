@@ -48,6 +48,7 @@ struct maild_tls {
   int fail;        /* 0, or the code every later call returns */
   int nomem;       /* `out` failed to grow inside a backend callback */
   int first_octet; /* the first octet the peer sent, -1 before any */
+  int resumed;     /* the handshake resumed an earlier session */
   char error[MAILD__TLS_TEXT_MAX];
   char info[MAILD__TLS_TEXT_MAX];
 };
@@ -327,7 +328,16 @@ int maild__tls_handshake(maild_tls *t) {
   /* One octet tells "HELO" from a TLS record: no need to wait for five. */
   if (t->first_octet >= 0 && !is_content_type(t->first_octet))
     return session_fail(t, MBEDTLS_ERR_SSL_INVALID_RECORD);
-  rc = mbedtls_ssl_handshake(&t->ssl);
+  /* mbedtls_ssl_handshake() step by step, to see whether the peer
+     resumed a session: the backend knows only while the handshake runs. */
+  rc = 0;
+  while (t->ssl.state != MBEDTLS_SSL_HANDSHAKE_OVER) {
+    rc = mbedtls_ssl_handshake_step(&t->ssl);
+    if (t->ssl.handshake != NULL && t->ssl.handshake->resume)
+      t->resumed = 1;
+    if (rc != 0)
+      break;
+  }
   if (rc == 0) {
     t->handshake_done = 1;
     set_info(t);
@@ -468,6 +478,10 @@ const char *maild__tls_error(const maild_tls *t) {
 
 const char *maild__tls_info(const maild_tls *t) {
   return t->info;
+}
+
+int maild__tls_resumed(const maild_tls *t) {
+  return t->handshake_done && t->resumed;
 }
 
 int maild__tls_peer_verified(const maild_tls *t) {

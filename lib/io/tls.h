@@ -282,6 +282,10 @@ const char *maild__tls_error(const maild_tls *t);
  */
 const char *maild__tls_info(const maild_tls *t);
 
+/* 1 if the handshake completed by resuming an earlier session (a session
+   ticket), without a key exchange; 0 otherwise. */
+int maild__tls_resumed(const maild_tls *t);
+
 /* 1 if the handshake completed and the peer's certificate was verified
    (chain and name) against the configured CAs; 0 otherwise (always 0 on a
    server, which does not ask for client certificates). */

@@ -327,6 +327,7 @@ def resumption_checks(m, ca, tag):
                            (False, m.ports["smtp"][0])):
         kind = "smtps" if implicit else "starttls"
         ctx = ctx_for(ca)
+        resumed_before = m.log().count("(resumed)")
         s, f = tls_connect(port, ca, implicit, ctx=ctx)
         s.sendall(b"QUIT\r\n")
         read_reply(f)
@@ -356,6 +357,9 @@ def resumption_checks(m, ca, tag):
             s.close()
         r.check("%s %s: a second connection resumes the session" % (tag, kind),
                 reused)
+        r.check("%s %s: maild logs the second handshake, only it, as resumed"
+                % (tag, kind), m.log().count("(resumed)") == resumed_before + 1,
+                m.log()[-600:])
         r.check("%s %s: mail over the resumed session is accepted" % (tag, kind),
                 [x[:3] for x in reps] ==
                 [b"250", b"250", b"250", b"354", b"250", b"221"], reps)
