@@ -670,6 +670,30 @@ static void on_conn_connect(maild_conn *c, int err, void *ud) {
 
 static void enqueue(maild_server *srv, out_job *j);
 
+static void dest_free(maild_server *srv, out_dest *d) {
+  maild__free(&srv->mem, d->user);
+  if (d->password != NULL)
+    maild__wipe(d->password, strlen(d->password));
+  maild__free(&srv->mem, d->password);
+  maild__free(&srv->mem, d);
+}
+
+/* A destination with no session and no job left goes, so the list holds
+   only the next hops in use, not every address ever tried. (A later job
+   for it makes a new one; the route's login comes with the job.) */
+static void dest_forget(out_dest *d) {
+  maild_server *srv = d->srv;
+  out_dest **pp;
+
+  for (pp = &srv->dests; *pp != NULL; pp = &(*pp)->next) {
+    if (*pp == d) {
+      *pp = d->next;
+      dest_free(srv, d);
+      return;
+    }
+  }
+}
+
 static void session_free(out_session *s) {
   maild_server *srv = s->srv;
   out_dest *d = s->dest;
@@ -707,6 +731,8 @@ static void session_free(out_session *s) {
   maild__free(&srv->mem, s->buf);
   maild__free(&srv->mem, s);
   dest_kick(d);
+  if (d->sessions == 0 && d->jobs == NULL)
+    dest_forget(d);
   maild__server_maybe_closed(srv);
 }
 
@@ -1508,11 +1534,7 @@ void maild__outbound_free(maild_server *srv) {
   maild__queue_free(srv);
   while ((d = srv->dests) != NULL) {
     srv->dests = d->next;
-    maild__free(&srv->mem, d->user);
-    if (d->password != NULL)
-      maild__wipe(d->password, strlen(d->password));
-    maild__free(&srv->mem, d->password);
-    maild__free(&srv->mem, d);
+    dest_free(srv, d);
   }
   free_routes(srv, srv->routes, srv->nroutes);
   srv->routes = NULL;
