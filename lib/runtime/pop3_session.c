@@ -680,6 +680,7 @@ static void on_tls(maild_conn *c, int err, void *ud) {
     return;
   }
   s->tls = 2;
+  maild__server_tls_log(s->srv, s->peer, c);
   if (s->service != MAILD_SERVICE_POP3S &&
       maild_pop3_server_tls_started(s->eng) != 0) {
     end_connection(s);

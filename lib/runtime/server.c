@@ -363,6 +363,15 @@ const char *maild__server_tls_failure(maild_conn *c, int err) {
                                        : maild_strerror(err);
 }
 
+void maild__server_tls_log(maild_server *srv, const char *peer,
+                           const maild_conn *c) {
+  const char *info = maild__conn_tls_info(c);
+
+  maild__log(srv, MAILD_LOG_DEBUG, "TLS from [%s]: %s%s", peer,
+             info != NULL ? info : "TLS",
+             maild__conn_tls_resumed(c) ? " (resumed)" : "");
+}
+
 /* ---- Spool space (TESTPLAN D4) ---- */
 
 #define SPACE_MAX_AGE_MS 1000u

@@ -162,6 +162,10 @@ void maild__server_release_ip(maild_server *srv, const char *peer);
 /* Why a server-side TLS handshake failed, for the log: the TLS layer's
    reason, else "peer closed" or the error's text. Never NULL. */
 const char *maild__server_tls_failure(maild_conn *c, int err);
+/* Logs (debug) a server-side handshake done: protocol, cipher, and
+   whether it resumed a session. */
+void maild__server_tls_log(maild_server *srv, const char *peer,
+                           const maild_conn *c);
 /* The session is freed. */
 void maild__server_session_gone(maild_server *srv, smtp_session *s);
 void maild__server_maybe_closed(maild_server *srv);

@@ -707,8 +707,7 @@ static void on_tls(maild_conn *c, int err, void *ud) {
   }
   s->tls = 2;
   snprintf(s->tls_info, sizeof(s->tls_info), "%s", info ? info : "TLS");
-  maild__log(s->srv, MAILD_LOG_DEBUG, "TLS from [%s]: %s%s", s->peer,
-             s->tls_info, maild__conn_tls_resumed(c) ? " (resumed)" : "");
+  maild__server_tls_log(s->srv, s->peer, c);
   s->phase = -1; /* re-arm the command deadline */
   if (s->service != MAILD_SERVICE_SMTPS &&
       maild_smtp_server_tls_started(s->eng, s->tls_info) != 0) {

@@ -173,9 +173,14 @@ with Maild(users={ALICE: PW, BOB: PW, CAROL: PW, DAVE: PW},
     p.quit()
 
     # USER/PASS after STLS; sizes, RETR bytes, UIDL.
+    tls_logged = r"TLS from \[127\.0\.0\.1\]: TLSv1\.2 with cipher ECDHE-"
+    before = len(re.findall(tls_logged, m.log()))
     p = pop(m, ctx)
     p.user(BOB)
     r.check("login after STLS", p.pass_(PW).startswith(b"+OK"))
+    r.check("the STLS handshake is logged with its protocol and cipher",
+            len(re.findall(tls_logged, m.log())) == before + 1,
+            m.log()[-400:])
     count, total = p.stat()
     listing = [tuple(map(int, x.split())) for x in p.list()[1]]
     uidls = [x.split()[1] for x in p.uidl()[1]]
