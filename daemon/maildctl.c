@@ -454,7 +454,7 @@ static int queue_summary(const maild_config *cfg) {
 }
 
 static int queue_show(const maild_config *cfg, const char *id) {
-  char path[4200], buf[8192];
+  char path[4200], buf[8192], next[32];
   queue_walk w;
   maild_envelope *env;
   size_t i, n;
@@ -471,10 +471,10 @@ static int queue_show(const maild_config *cfg, const char *id) {
     return fail(id, rc);
   }
   when(buf, sizeof(buf), env->arrival_usec);
-  next_attempt(&w, id, path, sizeof(path));
+  next_attempt(&w, id, next, sizeof(next));
   printf("id: %s\narrival: %s UTC\nnext attempt: %s%s\nsize: %llu\n"
          "sender: <%s>\nheld: %s\nclient: [%s] helo=<%s>%s%s\n",
-         env->id, buf, path[0] ? path : "?", path[0] ? " UTC" : "",
+         env->id, buf, next[0] ? next : "?", next[0] ? " UTC" : "",
          (unsigned long long)env->msg_size, env->sender,
          is_held(&w, id) ? "yes" : "no", env->client_addr, env->client_helo,
          env->auth_id[0] ? " auth=" : "", env->auth_id);

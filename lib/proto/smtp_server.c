@@ -213,7 +213,7 @@ int maild__smtp_junk_reply(maild_smtp_server *s, int code, const char *enh,
                            const char *text) {
   int err = maild__smtp_reply(s, code, enh, text);
 
-  if (err != 0 || code >= 400 || s->closing || ++s->junk <= s->max_junk)
+  if (err != 0 || s->closing || ++s->junk <= s->max_junk)
     return err;
   return count_error(s);
 }

@@ -236,6 +236,16 @@ void maild__delivery_set_notify(delivery *d, size_t from, unsigned notify) {
     d->rcpts[i].notify = notify;
 }
 
+static void success_rcpt(maild_dsn_rcpt *r, const char *addr, const char *orcpt,
+                         const char *action, const char *diag) {
+  r->addr = addr;
+  r->orcpt = orcpt;
+  r->action = action;
+  r->status = "2.0.0";
+  r->remote_mta = "";
+  r->diag = diag;
+}
+
 /* The NOTIFY=SUCCESS report at arrival: the recipients delivered into
    mailboxes now (`fresh`) and the aliases expanded. Built while the spool
    file is open; sent only if the message is accepted
@@ -259,24 +269,10 @@ static void build_report(delivery *d, int fd, const uint8_t *fresh) {
     return;
   for (i = n = 0; i < d->nrcpts; i++) {
     const delivery_rcpt *r = &d->rcpts[i];
-    if (r->expanded) {
-      dr[n].addr = r->orig;
-      dr[n].orcpt = "";
-      dr[n].action = "expanded";
-      dr[n].status = "2.0.0";
-      dr[n].remote_mta = "";
-      dr[n].diag = expanded;
-      n++;
-    }
-    if (!fresh[i] || !maild__notify_success(r->notify))
-      continue;
-    dr[n].addr = r->addr;
-    dr[n].orcpt = r->orig;
-    dr[n].action = "delivered";
-    dr[n].status = "2.0.0";
-    dr[n].remote_mta = "";
-    dr[n].diag = diag;
-    n++;
+    if (r->expanded)
+      success_rcpt(&dr[n++], r->orig, "", "expanded", expanded);
+    if (fresh[i] && maild__notify_success(r->notify))
+      success_rcpt(&dr[n++], r->addr, r->orig, "delivered", diag);
   }
   memset(&rep, 0, sizeof(rep));
   rep.id = d->id;

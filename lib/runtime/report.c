@@ -2,7 +2,8 @@
  * Delivery reports the server sends (RFC 3464, queue/dsn.h): bounces for
  * recipients that failed for good, and success reports for recipients
  * whose sender asked NOTIFY=SUCCESS (RFC 3461 5.2.2: "delivered" into a
- * mailbox here, "relayed" to a server that does not report itself).
+ * mailbox here, "relayed" to a server that does not report itself,
+ * "expanded" for an alias of several targets).
  *
  * A report is built on the worker pool, while the original's spool file is
  * open (its header section, or all of it with RET=FULL), and sent on the
